@@ -1,0 +1,255 @@
+"""Settings: one frozen object built from defaults < a Python config file < flags.
+
+Option names and forms are Pilbox's: `--name=value` flags and lowercase
+variables in a config file; lists are comma-separated. Anything unknown or
+malformed stops start-up with a one-line message that names the option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import runpy
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from . import params
+from .errors import ProxyError
+
+
+class ConfigError(Exception):
+    """A bad option; the message is one line and names it."""
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true/false or 1/0, got {value!r}")
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    return int(str(value).strip(), 10)
+
+
+def _positive(convert):
+    def check(value: Any):
+        n = convert(value)
+        if n <= 0:
+            raise ValueError(f"must be greater than 0, got {value!r}")
+        return n
+    return check
+
+
+def _non_negative(value: Any) -> int:
+    n = _int(value)
+    if n < 0:
+        raise ValueError(f"must be 0 or more, got {value!r}")
+    return n
+
+
+def _float(value: Any) -> float:
+    return float(str(value).strip()) if not isinstance(value, (int, float)) else float(value)
+
+
+def _str(value: Any) -> str | None:
+    text = str(value).strip()
+    return text or None
+
+
+def _list(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple, set)) else str(value).split(",")
+    return tuple(s for s in (str(i).strip() for i in items) if s)
+
+
+def _query_value(parser: Callable[[str], Any]):
+    """Server-wide image defaults use the query parameter's own parser."""
+    def convert(value: Any):
+        if isinstance(value, bool):
+            value = int(value)
+        return parser(str(value).strip())
+    return convert
+
+
+def _operations(value: Any) -> tuple[str, ...]:
+    return params.parse_operations(",".join(_list(value)))
+
+
+def _formats(value: Any) -> tuple[str, ...]:
+    names = tuple(n.upper() for n in _list(value))
+    known = set(params.FORMATS.values())
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unsupported format {name!r}")
+    return names
+
+
+def _url_base(value: Any) -> str | None:
+    text = _str(value)
+    if text and not text.lower().startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return text
+
+
+def _option(default: Any, convert: Callable[[Any], Any], help: str) -> Any:
+    return field(default=default, metadata={"convert": convert, "help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # server
+    address: str = _option("127.0.0.1", _str, "address to listen on")
+    port: int = _option(8888, _int, "port to listen on")
+    config: str | None = _option(None, _str, "path to a Python configuration file")
+    debug: bool = _option(False, _bool, "log at debug level")
+    workers: int = _option(0, _non_negative, "image worker processes; 0 = one per core")
+    max_queue: int = _option(0, _non_negative, "tasks that may wait for a worker; 0 = 4 per worker")
+    process_timeout: float = _option(10.0, _positive(_float), "seconds a worker may spend on one image")
+    worker_memory_limit: int = _option(1 << 30, _non_negative, "address-space limit per worker in bytes; 0 = none")
+    # security
+    client_name: str | None = _option(None, _str, "client name that requests must carry as client=")
+    client_key: tuple[str, ...] = _option((), _list, "signing key(s); several allow key rotation")
+    allowed_hosts: tuple[str, ...] = _option((), _list, "hosts (host or host:port) that may be fetched")
+    allowed_operations: tuple[str, ...] = _option(params.OPERATIONS, _operations, "operations allowed")
+    max_operations: int = _option(10, _positive(_int), "most operations in one request")
+    max_resize_width: int = _option(15000, _positive(_int), "largest resize width")
+    max_resize_height: int = _option(15000, _positive(_int), "largest resize height")
+    # fetching
+    max_requests: int = _option(40, _positive(_int), "most concurrent fetches")
+    timeout: float = _option(10.0, _positive(_float), "total fetch timeout in seconds")
+    connect_timeout: float = _option(3.0, _positive(_float), "fetch connect timeout in seconds")
+    max_source_bytes: int = _option(20_000_000, _positive(_int), "largest source image in bytes")
+    implicit_base_url: str | None = _option(None, _url_base, "base URL for url=/path requests")
+    ca_certs: str | None = _option(None, _str, "CA certificates file (PEM)")
+    validate_cert: bool = _option(True, _bool, "verify the origin's TLS certificate")
+    proxy_host: str | None = _option(None, _str, "HTTP proxy host for fetches")
+    proxy_port: int | None = _option(None, _positive(_int), "HTTP proxy port for fetches")
+    user_agent: str | None = _option(None, _str, "User-Agent sent to origins")
+    # decoding
+    max_source_pixels: int = _option(50_000_000, _positive(_int), "largest source in pixels")
+    max_output_pixels: int = _option(50_000_000, _positive(_int), "largest output in pixels")
+    input_formats: tuple[str, ...] = _option(("JPEG", "PNG", "GIF", "WEBP", "TIFF"), _formats,
+                                             "source formats accepted")
+    # replies
+    content_type_from_image: bool = _option(False, _bool, "always name the output format in Content-Type")
+    # image defaults (the query parameter overrides each)
+    background: tuple[int, int, int, int] = _option((255, 255, 255, 0), _query_value(params.parse_background),
+                                                    "default bg: RGB, RRGGBB, ARGB or AARRGGBB")
+    expand: bool = _option(False, _query_value(params.parse_expand), "default expand for rotate")
+    filter: str = _option("antialias", _query_value(params.parse_filter), "default resize filter")
+    format: str | None = _option(None, _query_value(params.parse_format), "default output format")
+    mode: str = _option("crop", _query_value(params.parse_mode), "default resize mode")
+    operation: tuple[str, ...] = _option(("resize",), _operations, "default operation(s)")
+    optimize: bool = _option(False, _query_value(params.parse_optimize), "default optimize")
+    position: params.Position = _option((0.5, 0.5), _query_value(params.parse_position),
+                                        "default crop position")
+    preserve_exif: bool = _option(False, _query_value(params.parse_preserve_exif), "default exif")
+    progressive: bool = _option(False, _query_value(params.parse_progressive), "default progressive")
+    quality: int | str = _option(90, _query_value(params.parse_quality), "default quality, 1-99 or keep")
+    retain: int = _option(75, _query_value(params.parse_retain), "default adapt retain percent")
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    @property
+    def queue_size(self) -> int:
+        return self.max_queue or 4 * self.worker_count
+
+
+OPTIONS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _convert(name: str, value: Any, source: str) -> Any:
+    if name not in OPTIONS:
+        raise ConfigError(f"unknown option {name!r} ({source})")
+    if value is None:
+        return OPTIONS[name].default
+    try:
+        return OPTIONS[name].metadata["convert"](value)
+    except (ValueError, TypeError, ProxyError) as e:
+        reason = e.reason if isinstance(e, ProxyError) else str(e)
+        raise ConfigError(f"bad value for option {name!r} ({source}): {reason}") from None
+
+
+def parse_flags(argv: Sequence[str]) -> list[tuple[str, str]]:
+    """`--name=value`, `--name value` or a bare boolean `--name`, in order."""
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help"):
+            raise ConfigError(usage())
+        if not arg.startswith("--") or len(arg) == 2:
+            raise ConfigError(f"unexpected argument {arg!r}; options look like --name=value")
+        name, sep, value = arg[2:].partition("=")
+        name = name.replace("-", "_")
+        if not sep:
+            if name in OPTIONS and OPTIONS[name].type in ("bool", bool):
+                value = "true"
+            elif i + 1 < len(argv):
+                i += 1
+                value = argv[i]
+            else:
+                raise ConfigError(f"option {name!r} needs a value")
+        pairs.append((name, value))
+        i += 1
+    return pairs
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Run a Python config file and keep its plain lowercase variables."""
+    try:
+        namespace = runpy.run_path(path)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except Exception as e:  # the operator's file: report it in one line
+        raise ConfigError(f"cannot read config file {path}: {type(e).__name__}: {e}") from None
+    return {
+        name: value for name, value in namespace.items()
+        if not name.startswith("_")
+        and not isinstance(value, (types.ModuleType, types.FunctionType, type))
+    }
+
+
+def load(argv: Sequence[str] = (), **overrides: Any) -> Settings:
+    """Build Settings from defaults, then --config's file, then the flags in order."""
+    flags = parse_flags(argv)
+    values: dict[str, Any] = {}
+    config_path = None
+    for name, value in flags:
+        _convert(name, value, "command line")  # fail on unknown flags before reading files
+        if name == "config":
+            config_path = value
+    if config_path:
+        for name, value in read_config_file(config_path).items():
+            values[name] = _convert(name, value, f"config file {config_path}")
+    for name, value in flags:
+        values[name] = _convert(name, value, "command line")
+    for name, value in overrides.items():
+        values[name] = _convert(name, value, "argument")
+    return Settings(**values)
+
+
+def usage() -> str:
+    lines = ["usage: imgproxy [--name=value ...]", "options:"]
+    for f in dataclasses.fields(Settings):
+        lines.append(f"  --{f.name:<24} {f.metadata['help']} (default: {_shown(f.default)})")
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) if value and isinstance(value[0], str) else str(value)
+    return str(value)

@@ -1,0 +1,250 @@
+"""Forked worker processes that run imaging.pipeline.process under a deadline.
+
+The event loop only moves bytes: each worker owns one socket pair, takes one task
+at a time (source bytes + plan, pickled once) and answers with the rendered image
+(pickled once). Workers are forked from multiprocessing's fork server, which
+imports Pillow and OpenCV once before any thread exists, so a replacement worker
+starts in milliseconds from a clean single-threaded parent. Tasks wait in a
+bounded queue; past it the pool refuses at once (503). A task over its deadline
+has its worker killed (504); a worker that dies costs only its own task (502).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import multiprocessing
+import pickle
+import signal
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tornado.iostream import IOStream, StreamClosedError
+
+from .errors import Code, ProxyError
+
+log = logging.getLogger("imgproxy.pool")
+
+_HEADER = struct.Struct("!Q")
+_MAX_FRAME = 1 << 30
+_PRELOAD = ["imgproxy.imaging.pipeline"]
+
+
+# --- the worker side (runs in the child process) ----------------------------------
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if k == 0:
+            return None
+        got += k
+    return bytes(buf)
+
+
+def _send_frame(sock: socket.socket, obj: Any) -> None:
+    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_HEADER.pack(len(payload)) + payload)
+
+
+def _worker_main(sock: socket.socket, memory_limit: int | None) -> None:
+    # The parent handles signals; a worker is stopped by closing its socket or SIGKILL.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if memory_limit:
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    from .imaging import faces, pipeline
+    faces.load()
+    while True:
+        header = _recv_exact(sock, _HEADER.size)
+        if header is None:
+            return
+        (n,) = _HEADER.unpack(header)
+        body = _recv_exact(sock, n)
+        if body is None:
+            return
+        data, plan = pickle.loads(body)
+        del body
+        try:
+            result: Any = ("ok", pipeline.process(data, plan))
+        except ProxyError as e:
+            result = ("error", e.status, e.code, e.reason)
+        except MemoryError:
+            result = ("error", 502, Code.WORKER_FAILED, "Image needs more memory than a worker may use")
+        except Exception:
+            log.exception("unexpected error processing %s", getattr(plan, "url", "?"))
+            result = ("error", 500, 0, "Internal error while processing the image")
+        del data
+        _send_frame(sock, result)
+
+
+# --- the parent side (runs on the event loop) ------------------------------------
+
+@dataclass
+class PoolStats:
+    total: int
+    alive: int
+    busy: int
+    queued: int
+    restarts: int
+
+
+class _Worker:
+    def __init__(self, process: multiprocessing.process.BaseProcess, stream: IOStream):
+        self.process = process
+        self.stream = stream
+        self.busy = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def kill(self) -> None:
+        self.stream.close()
+        try:
+            self.process.kill()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+class Pool:
+    def __init__(self, size: int, max_queue: int, task_timeout: float,
+                 memory_limit: int | None = None):
+        self.size = size
+        self.max_queue = max_queue
+        self.task_timeout = task_timeout
+        self.memory_limit = memory_limit
+        self.restarts = 0
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(_PRELOAD)
+        self._workers: list[_Worker] = []
+        self._waiting: collections.deque[asyncio.Future] = collections.deque()
+        self._closing = False
+
+    # lifecycle
+    def start(self) -> None:
+        for _ in range(self.size):
+            self._workers.append(self._spawn())
+
+    def _spawn(self) -> _Worker:
+        parent, child = socket.socketpair()
+        process = self._ctx.Process(target=_worker_main, args=(child, self.memory_limit),
+                                    name="imgproxy-worker", daemon=True)
+        process.start()
+        child.close()
+        stream = IOStream(parent, max_buffer_size=_MAX_FRAME + _HEADER.size)
+        worker = _Worker(process, stream)
+        stream.set_close_callback(lambda: self._on_worker_closed(worker))
+        log.debug("worker %s started", process.pid)
+        return worker
+
+    def _on_worker_closed(self, worker: _Worker) -> None:
+        """A worker's socket closed: it died, was killed, or the pool is closing."""
+        worker.kill()
+        if worker in self._workers:
+            self._workers.remove(worker)
+            if not self._closing:
+                self.restarts += 1
+                log.warning("worker %s exited; starting a replacement", worker.pid)
+                self._workers.append(self._spawn())
+                self._wake_next()
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Finish running tasks (up to `grace` seconds), then stop every worker."""
+        self._closing = True
+        while self._waiting:
+            self._waiting.popleft().set_exception(
+                ProxyError(503, Code.BUSY, "Server is shutting down"))
+        deadline = time.monotonic() + grace
+        while any(w.busy for w in self._workers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        workers, self._workers = self._workers, []
+        for w in workers:
+            w.stream.close()  # a worker exits when its socket closes
+        for w in workers:
+            w.process.join(max(0.0, deadline - time.monotonic()) or 0.5)
+            if w.process.is_alive():
+                w.kill()
+                w.process.join(1.0)
+
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in self._workers if w.pid]
+
+    def stats(self) -> PoolStats:
+        alive = sum(1 for w in self._workers if w.process.is_alive())
+        busy = sum(1 for w in self._workers if w.busy)
+        return PoolStats(self.size, alive, busy, len(self._waiting), self.restarts)
+
+    # running tasks
+    def _idle_worker(self) -> _Worker | None:
+        for w in self._workers:
+            if not w.busy and not w.stream.closed():
+                return w
+        return None
+
+    def _wake_next(self) -> None:
+        while self._waiting and self._idle_worker() is not None:
+            fut = self._waiting.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def check_capacity(self) -> None:
+        """Refuse early (before fetching) when no task could even wait."""
+        if self._closing:
+            raise ProxyError(503, Code.BUSY, "Server is shutting down")
+        if self._idle_worker() is None and len(self._waiting) >= self.max_queue:
+            raise ProxyError(503, Code.BUSY, "Server is busy; try again shortly")
+
+    async def run(self, data: bytes, plan: Any) -> Any:
+        """Run pipeline.process(data, plan) in a worker; returns what it returns."""
+        self.check_capacity()
+        worker = self._idle_worker()
+        while worker is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiting.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut in self._waiting:
+                    self._waiting.remove(fut)
+                raise
+            worker = self._idle_worker()
+        worker.busy = True
+        try:
+            return await self._execute(worker, data, plan)
+        finally:
+            worker.busy = False
+            self._wake_next()
+
+    async def _execute(self, worker: _Worker, data: bytes, plan: Any) -> Any:
+        payload = pickle.dumps((data, plan), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            reply = await asyncio.wait_for(self._exchange(worker, payload), self.task_timeout)
+        except asyncio.TimeoutError:
+            log.warning("worker %s over the %.1fs deadline on %s; killing it",
+                        worker.pid, self.task_timeout, getattr(plan, "url", "?"))
+            worker.kill()
+            raise ProxyError(504, Code.DEADLINE,
+                             f"Processing took longer than {self.task_timeout:g}s") from None
+        except StreamClosedError:
+            worker.kill()
+            raise ProxyError(502, Code.WORKER_FAILED,
+                             "The worker processing this image stopped unexpectedly") from None
+        if reply[0] == "ok":
+            return reply[1]
+        _, status, code, reason = reply
+        raise ProxyError(status, code, reason)
+
+    async def _exchange(self, worker: _Worker, payload: bytes) -> Any:
+        worker.stream.write(_HEADER.pack(len(payload)))
+        await worker.stream.write(payload)
+        (n,) = _HEADER.unpack(await worker.stream.read_bytes(_HEADER.size))
+        return pickle.loads(await worker.stream.read_bytes(n))
