@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import runpy
 import types
 from dataclasses import dataclass, field
@@ -40,7 +41,10 @@ def _int(value: Any) -> int:
         raise ValueError(f"expected an integer, got {value!r}")
     if isinstance(value, int):
         return value
-    return int(str(value).strip(), 10)
+    text = str(value).strip()
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return int(text)
 
 
 def _positive(convert):
@@ -60,7 +64,12 @@ def _non_negative(value: Any) -> int:
 
 
 def _float(value: Any) -> float:
-    return float(str(value).strip()) if not isinstance(value, (int, float)) else float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"expected a number, got {value!r}") from None
 
 
 def _str(value: Any) -> str | None:

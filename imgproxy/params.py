@@ -300,7 +300,7 @@ def parse_query(raw_query: str) -> dict[str, str]:
 
 def parse_target(args: Mapping[str, str], settings: Settings) -> tuple[tuple[str, ...], str]:
     """The first two checks, before the signature: operations, then the source URL."""
-    ops = parse_operations(args.get("op") or ",".join(settings.operation))
+    ops = parse_operations(args["op"] if "op" in args else ",".join(settings.operation))
     not_allowed = [op for op in ops if op not in settings.allowed_operations]
     if not_allowed:
         raise bad_request(Code.OPERATION, f"Unsupported operation: {not_allowed[0]}")

@@ -1,0 +1,62 @@
+# imgproxy configuration file: a Python file of plain variables.
+# Start the server with:  imgproxy --config=/path/to/this/file
+# Every option is listed with its default; uncomment what you change.
+# Command-line flags (--name=value) override this file; lists may be Python
+# lists or comma-separated strings. Unknown names stop start-up.
+
+# --- server ---------------------------------------------------------------
+# address = "127.0.0.1"        # interface to listen on ("0.0.0.0" for all)
+# port = 8888                  # port to listen on
+# debug = False                # log at debug level
+# workers = 0                  # image worker processes; 0 = one per CPU core
+# max_queue = 0                # tasks that may wait for a worker; 0 = 4 per worker.
+#                              #   Past it requests get 503 + Retry-After at once.
+# process_timeout = 10.0       # seconds a worker may spend on one image (then 504)
+# worker_memory_limit = 1073741824  # address-space limit per worker (bytes); 0 = none
+# config = None                # (flag only) path of this file
+
+# --- security -------------------------------------------------------------
+# client_name = None           # if set, requests must carry client=<name>
+# client_key = []              # if set, requests must be signed (sig=); several
+#                              #   keys are accepted, for key rotation
+# allowed_hosts = []           # origin hosts allowed ("host" or "host:port");
+#                              #   empty = any public host
+# allowed_operations = ["noop", "region", "resize", "rotate"]
+# max_operations = 10          # most operations in one request
+# max_resize_width = 15000     # largest w
+# max_resize_height = 15000    # largest h
+
+# --- fetching the source --------------------------------------------------
+# max_requests = 40            # most fetches in flight at once
+# timeout = 10.0               # total seconds for one fetch
+# connect_timeout = 3.0        # seconds to connect to the origin
+# max_source_bytes = 20000000  # largest source accepted, in bytes (then 413)
+# implicit_base_url = None     # e.g. "https://images.example.com/" lets url=/path.jpg
+# ca_certs = None              # CA bundle (PEM) for https origins
+# validate_cert = True         # verify the origin's TLS certificate
+# proxy_host = None            # HTTP proxy for fetches
+# proxy_port = None
+# user_agent = None            # User-Agent sent to origins; None = "imgproxy/<version>"
+
+# --- decoding -------------------------------------------------------------
+# max_source_pixels = 50000000 # largest source (width x height), checked before decoding
+# max_output_pixels = 50000000 # largest image any operation may produce
+# input_formats = ["JPEG", "PNG", "GIF", "WEBP", "TIFF"]  # accepted source formats
+
+# --- replies --------------------------------------------------------------
+# content_type_from_image = False  # kept for Pilbox configs: Content-Type always
+#                                  #   names the format actually sent
+
+# --- image defaults (each query parameter overrides its default) ----------
+# operation = "resize"         # op: default operation(s)
+# mode = "crop"                # mode: adapt, clip, crop, fill, scale
+# filter = "antialias"         # filter: nearest, bilinear, bicubic, antialias
+# position = "center"          # pos: named, "x,y" ratios, or face
+# background = "0fff"          # bg: RGB, RRGGBB, ARGB or AARRGGBB (alpha first)
+# retain = 75                  # retain: percent kept by adapt before it fills
+# expand = False               # expand: grow the canvas when rotating
+# format = None                # fmt: jpeg, png, gif, webp, tiff; None = source format
+# quality = 90                 # q: 1-99 or "keep"
+# optimize = False             # opt
+# progressive = False          # prog
+# preserve_exif = False        # exif

@@ -1,0 +1,203 @@
+"""Test support: a real local origin server, a real imgproxy process, an HTTP client."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- images ------------------------------------------------------------------------
+
+QUADRANT_COLOURS = {  # top-left, top-right, bottom-left, bottom-right
+    "tl": (255, 0, 0), "tr": (0, 255, 0), "bl": (0, 0, 255), "br": (255, 255, 0),
+}
+
+
+def quadrants(size=(640, 428), mode="RGB") -> Image.Image:
+    """An image split into four flat colours, so crops and rotations can be traced."""
+    w, h = size
+    img = Image.new("RGB", size)
+    img.paste(QUADRANT_COLOURS["tl"], (0, 0, w // 2, h // 2))
+    img.paste(QUADRANT_COLOURS["tr"], (w // 2, 0, w, h // 2))
+    img.paste(QUADRANT_COLOURS["bl"], (0, h // 2, w // 2, h))
+    img.paste(QUADRANT_COLOURS["br"], (w // 2, h // 2, w, h))
+    return img.convert(mode) if mode != "RGB" else img
+
+
+def encode(img: Image.Image, fmt: str = "JPEG", **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def close_to(pixel, colour, tolerance=40) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour))
+
+
+# --- the origin ----------------------------------------------------------------------
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class Origin:
+    """A real HTTP server on loopback serving what a test registers, counting hits."""
+
+    def __init__(self):
+        self.routes: dict[str, Reply | Callable[[BaseHTTPRequestHandler], None]] = {}
+        self.hits: dict[str, int] = {}
+        self.requests: list[dict[str, str]] = []
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_GET(self):
+                path = self.path.split("?", 1)[0]
+                origin.hits[path] = origin.hits.get(path, 0) + 1
+                origin.requests.append(dict(self.headers.items()))
+                route = origin.routes.get(path)
+                if route is None:
+                    route = Reply(404, b"not here", {"Content-Type": "text/plain"})
+                if callable(route):
+                    route(self)
+                    return
+                if route.delay:
+                    time.sleep(route.delay)
+                self.send_response(route.status)
+                for k, v in route.headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(route.body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(route.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def serve(self, path: str, body: bytes, content_type: str = "image/jpeg",
+              status: int = 200, headers: dict[str, str] | None = None, delay: float = 0.0) -> str:
+        self.routes[path] = Reply(status, body, {"Content-Type": content_type, **(headers or {})}, delay)
+        return self.url(path)
+
+    def start(self) -> "Origin":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# --- the proxy -------------------------------------------------------------------------
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    @property
+    def json(self):
+        assert self.headers["Content-Type"] == "application/json", self.headers["Content-Type"]
+        return json.loads(self.body)
+
+    @property
+    def image(self) -> Image.Image:
+        assert self.status == 200, (self.status, self.body[:300])
+        return decode(self.body)
+
+
+class Proxy:
+    """`python -m imgproxy` on a free loopback port, stopped by its PID."""
+
+    def __init__(self, *flags: str, log_path: Path | None = None):
+        self.port = free_port()
+        self.flags = [f"--port={self.port}", "--address=127.0.0.1", *flags]
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> "Proxy":
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "imgproxy", *self.flags],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"imgproxy exited with {self.process.returncode}: {self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("imgproxy did not start listening in time")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path else ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(5)
+
+    def get(self, query: str = "", path: str = "/", headers: dict[str, str] | None = None,
+            timeout: float = 30.0) -> Response:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            target = f"{path}?{query}" if query else path
+            conn.request("GET", target, headers=headers or {})
+            r = conn.getresponse()
+            return Response(r.status, r.headers, r.read())
+        finally:
+            conn.close()
