@@ -65,7 +65,7 @@ def test_example_config_documents_every_option_with_its_default():
     import re
     text = (ROOT / "config.example.py").read_text()
     documented = {}
-    for m in re.finditer(r"^# (\w+) = (.+?)(?:\s+#.*)?$", text, re.M):
+    for m in re.finditer(r"^# (\w+) = (.+?)(?:[ \t]+#.*)?$", text, re.M):
         documented[m.group(1)] = ast.literal_eval(m.group(2))
     assert set(documented) == set(Settings.__dataclass_fields__)
     for name, value in documented.items():
