@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin
 
 import pycurl
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import HTTPRequest
 
 from . import __version__
-from .errors import Code, ProxyError
+from .addresses import is_public
+from .errors import Code, ProxyError, forbidden
+from .params import check_url
+from .security import host_allowed
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Settings
@@ -25,6 +30,7 @@ LOW_SPEED_BYTES = 1024  # an origin slower than this per second for LOW_SPEED_SE
 LOW_SPEED_SECONDS = 5
 
 _NOT_FOUND = (404, 410)
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +40,30 @@ class Source:
     url: str
 
 
-class Fetcher:
-    """One curl client for the process: at most `max_requests` fetches at a time."""
+class _AddressGuard:
+    """Refuses, at connect time, any address that is not public unless the host is trusted."""
 
-    def __init__(self, settings: Settings,
-                 prepare_curl: Callable[[pycurl.Curl], None] | None = None):
+    def __init__(self, trusted: bool):
+        self.trusted = trusted
+        self.refused: str | None = None
+
+    def open_socket(self, purpose: int, address) -> socket.socket | int:
+        ip = address.addr[0]
+        if not self.trusted and not is_public(ip):
+            self.refused = ip
+            return pycurl.SOCKET_BAD
+        return socket.socket(address.family, address.socktype, address.protocol)
+
+
+class Fetcher:
+    """One curl client for the process: at most `max_requests` fetches at a time.
+
+    Redirects are followed here, not by curl, so every hop is checked like the
+    first URL: scheme and form, allowed hosts, and the address connected to.
+    """
+
+    def __init__(self, settings: Settings):
         self._settings = settings
-        self._prepare_extra = prepare_curl
         self._client = CurlAsyncHTTPClient(
             force_instance=True,
             max_clients=settings.max_requests,
@@ -50,35 +73,63 @@ class Fetcher:
     def close(self) -> None:
         self._client.close()
 
-    def _prepare_curl(self, curl: pycurl.Curl) -> None:
-        # A Content-Length above the cap is refused before any body is read.
-        curl.setopt(pycurl.MAXFILESIZE_LARGE, self._settings.max_source_bytes)
-        curl.setopt(pycurl.LOW_SPEED_LIMIT, LOW_SPEED_BYTES)
-        curl.setopt(pycurl.LOW_SPEED_TIME, LOW_SPEED_SECONDS)
-        if self._prepare_extra is not None:
-            self._prepare_extra(curl)
+    def _trusted(self, url: str) -> bool:
+        s = self._settings
+        # Behind an operator's proxy, curl connects to the proxy: the proxy decides.
+        return bool(s.proxy_host) or bool(s.allowed_hosts and host_allowed(url, s.allowed_hosts))
 
     async def fetch(self, url: str) -> Source:
         s = self._settings
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._get(url)
+            if response.code not in _REDIRECTS or getattr(response.error, "errno", None):
+                break
+            location = response.headers.get("Location")
+            if not location:
+                raise ProxyError(502, Code.FETCH, f"Origin answered {response.code} without a Location")
+            url = urljoin(url, location.strip())
+            try:
+                check_url(url)
+            except ProxyError:
+                raise ProxyError(502, Code.FETCH, "Origin redirected to an unsupported URL") from None
+            if s.allowed_hosts and not host_allowed(url, s.allowed_hosts):
+                raise forbidden(Code.HOST, "Origin redirected to a host that is not allowed")
+        else:
+            raise ProxyError(502, Code.FETCH, f"Too many redirects (more than {MAX_REDIRECTS})")
+        if response.error is None and response.code == 200:
+            headers = {k: response.headers[k] for k in FORWARDED_HEADERS if response.headers.get(k)}
+            return Source(response.body, headers, url)
+        raise _fetch_error(url, response)
+
+    async def _get(self, url: str):
+        s = self._settings
+        guard = _AddressGuard(self._trusted(url))
+
+        def prepare(curl: pycurl.Curl) -> None:
+            # A Content-Length above the cap is refused before any body is read.
+            curl.setopt(pycurl.MAXFILESIZE_LARGE, s.max_source_bytes)
+            curl.setopt(pycurl.LOW_SPEED_LIMIT, LOW_SPEED_BYTES)
+            curl.setopt(pycurl.LOW_SPEED_TIME, LOW_SPEED_SECONDS)
+            curl.setopt(pycurl.OPENSOCKETFUNCTION, guard.open_socket)
+
         request = HTTPRequest(
             url,
             connect_timeout=s.connect_timeout,
             request_timeout=s.timeout,
-            follow_redirects=True,
-            max_redirects=MAX_REDIRECTS,
+            follow_redirects=False,
             decompress_response=False,  # a gzip bomb stays compressed, and is not an image
             user_agent=s.user_agent or f"imgproxy/{__version__}",
             ca_certs=s.ca_certs,
             validate_cert=s.validate_cert,
             proxy_host=s.proxy_host,
             proxy_port=s.proxy_port,
-            prepare_curl_callback=self._prepare_curl,
+            prepare_curl_callback=prepare,
         )
         response = await self._client.fetch(request, raise_error=False)
-        if response.error is None and response.code == 200:
-            headers = {k: response.headers[k] for k in FORWARDED_HEADERS if response.headers.get(k)}
-            return Source(response.body, headers, response.effective_url or url)
-        raise _fetch_error(url, response)
+        if guard.refused:
+            log.warning("refused to connect to %s for %s", guard.refused, url)
+            raise forbidden(Code.HOST, "Source host resolves to an address that may not be fetched")
+        return response
 
 
 def _fetch_error(url: str, response) -> ProxyError:
@@ -92,8 +143,6 @@ def _fetch_error(url: str, response) -> ProxyError:
         return ProxyError(504, Code.FETCH, "Origin timed out")
     if errno == pycurl.E_FILESIZE_EXCEEDED or "max_body_size" in str(response.error):
         return ProxyError(413, Code.FETCH, "Source image is larger than max_source_bytes")
-    if errno == pycurl.E_TOO_MANY_REDIRECTS:
-        return ProxyError(502, Code.FETCH, f"Too many redirects (more than {MAX_REDIRECTS})")
     if errno == pycurl.E_COULDNT_RESOLVE_HOST:
         return ProxyError(502, Code.FETCH, "Cannot resolve the origin's host name")
     return ProxyError(502, Code.FETCH, "Cannot fetch the source from its origin")

@@ -55,6 +55,8 @@ class BaseHandler(tornado.web.RequestHandler):
             status, code, reason = 500, 0, "Internal server error"
         self.clear()
         self.set_default_headers()
+        if status == 503:
+            self.set_header("Retry-After", "1")
         self.write_json(status, {"status_code": status, "error_code": code, "error": reason})
 
     def log_exception(self, typ, value, tb) -> None:
