@@ -1,0 +1,4 @@
+"""Pure image code (no I/O, no Tornado): decode -> operations -> encode.
+
+`pipeline.process(data, plan)` is the one entry point; see pipeline.py.
+"""

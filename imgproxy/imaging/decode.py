@@ -1,0 +1,131 @@
+"""Open source bytes safely: identify the format, cap pixels, shrink on load, decode.
+
+Nothing here decodes pixels until `load()`, so format and size checks cost only a
+header read.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from io import BytesIO
+
+from PIL import Image, JpegImagePlugin
+
+from ..errors import Code, ProxyError
+
+JPEG_FORMATS = ("JPEG", "MPO")  # MPO: a camera JPEG with extra frames; we use the first
+
+# What Pillow raises on truncated or corrupt data while reading it.
+BROKEN = (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError,
+          TypeError, KeyError, ZeroDivisionError)
+
+_ORIENTATION_TAG = 0x0112
+_ORIENTATION_DEGREES = {3: 180, 6: 90, 8: 270}  # clockwise; mirrored ones are not applied
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What the encoder and the rotate=auto step need to know about the source."""
+    format: str
+    size: tuple[int, int]
+    mode: str
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
+    qtables: dict | None = None  # JPEG only
+    subsampling: int = -1  # JPEG only: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0, -1 unknown
+    orientation: int = 0  # clockwise degrees that EXIF asks for (JPEG only)
+
+
+def broken(error: BaseException) -> ProxyError:
+    return ProxyError(422, Code.IMAGE_BROKEN, f"Broken image data: {error}")
+
+
+def too_large(what: str, size: tuple[int, int], limit: int) -> ProxyError:
+    return ProxyError(413, Code.IMAGE_TOO_LARGE,
+                      f"{what} {size[0]}x{size[1]} is more than {limit} pixels")
+
+
+def check_pixels(what: str, size: tuple[int, int], limit: int) -> None:
+    if size[0] * size[1] > limit:
+        raise too_large(what, size, limit)
+
+
+def open_image(data: bytes, formats: tuple[str, ...]) -> Image.Image:
+    """Identify `data` as one of `formats` from its header; pixels stay undecoded."""
+    try:
+        img = Image.open(BytesIO(data), formats=list(formats))
+    except Image.UnidentifiedImageError:
+        raise ProxyError(415, Code.IMAGE_FORMAT,
+                         f"Unsupported image format (accepted: {', '.join(formats)})") from None
+    except BROKEN as e:
+        raise broken(e) from None
+    if img.size[0] < 1 or img.size[1] < 1:
+        raise broken(ValueError(f"empty image {img.size[0]}x{img.size[1]}"))
+    return img
+
+
+def served_format(fmt: str) -> str:
+    """The format the bytes are served as: an MPO is a JPEG to a browser."""
+    return "JPEG" if fmt == "MPO" else fmt
+
+
+def describe(img: Image.Image) -> Source:
+    """Read what later steps need from the header, before any transform loses it."""
+    fmt = img.format or ""
+    jpeg = fmt in JPEG_FORMATS
+    exif = img.info.get("exif")
+    return Source(
+        format=fmt,
+        size=img.size,
+        mode=img.mode,
+        exif=exif if isinstance(exif, bytes) and exif else None,
+        icc_profile=img.info.get("icc_profile") or None,
+        qtables=dict(img.quantization) if jpeg and getattr(img, "quantization", None) else None,
+        subsampling=JpegImagePlugin.get_sampling(img) if jpeg else -1,
+        orientation=exif_orientation(img) if jpeg else 0,
+    )
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """Clockwise degrees the EXIF Orientation tag asks for; 0 if none or unreadable."""
+    try:
+        value = img.getexif().get(_ORIENTATION_TAG)
+    except Exception:  # broken EXIF must not fail the image: it just is not rotated
+        return 0
+    return _ORIENTATION_DEGREES.get(value, 0) if isinstance(value, int) else 0
+
+
+def load(img: Image.Image, min_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode the first frame; a JPEG is decoded at the smallest DCT scale >= min_size."""
+    try:
+        if min_size and img.format in JPEG_FORMATS and (
+                min_size[0] * 2 <= img.size[0] and min_size[1] * 2 <= img.size[1]):
+            img.draft(img.mode, min_size)
+        img.load()
+    except BROKEN as e:
+        raise broken(e) from None
+    return img
+
+
+def reset_orientation(exif: bytes) -> bytes:
+    """EXIF bytes with Orientation set to 1, patched in place so nothing else changes.
+
+    Used after rotate=auto: the pixels are upright now, and a viewer that
+    honoured the old tag would turn them a second time.
+    """
+    start = 6 if exif.startswith(b"Exif\x00\x00") else 0
+    try:
+        order = {b"II": "<", b"MM": ">"}[exif[start:start + 2]]
+        (ifd,) = struct.unpack_from(order + "I", exif, start + 4)
+        (count,) = struct.unpack_from(order + "H", exif, start + ifd)
+        for i in range(count):
+            entry = start + ifd + 2 + 12 * i
+            tag, kind, n = struct.unpack_from(order + "HHI", exif, entry)
+            if tag == _ORIENTATION_TAG and kind == 3 and n == 1:  # one SHORT, stored inline
+                patched = bytearray(exif)
+                struct.pack_into(order + "H", patched, entry + 8, 1)
+                return bytes(patched)
+    except (KeyError, struct.error):
+        pass
+    return exif

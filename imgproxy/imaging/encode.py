@@ -1,0 +1,140 @@
+"""Save: pick the format, convert the mode so it can be written, apply the save options.
+
+Mode choices, per output format:
+- JPEG: L, RGB and CMYK are written as they are (a CMYK source stays CMYK: converting
+  without its colour profile would shift the colours); anything with alpha or a
+  transparent colour is flattened onto the background's RGB; 16/32-bit greyscale -> L.
+- PNG: keeps 1, L, LA, P (with its transparent index), RGB, RGBA and 16-bit greyscale;
+  CMYK -> RGB, others -> L/RGB/RGBA.
+- WEBP: RGB, or RGBA when there is any transparency.
+- GIF: P (quantised; alpha below 128 becomes the transparent index) or L.
+- TIFF: nearly every mode as it is; a palette's transparent index becomes alpha.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+from PIL import Image
+
+from ..errors import Code, ProxyError
+from ..params import Color, Save
+from .decode import JPEG_FORMATS, Source, served_format
+from .operations import eight_bit, flatten, to_rgb
+
+DEFAULT_QUALITY = 90
+CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+}
+# Modes each format writes faithfully (Pillow would convert or refuse the others).
+WRITABLE_MODES = {
+    "JPEG": ("1", "L", "RGB", "CMYK"),
+    "PNG": ("1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I;16B"),
+    "WEBP": ("RGB", "RGBA"),
+    "TIFF": ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "I;16", "I;16B", "I", "F"),
+}
+_KEEPS_TRANSPARENT_COLOUR = ("PNG",)  # formats that store a transparent index/colour
+
+
+def content_type(fmt: str) -> str:
+    return CONTENT_TYPES.get(fmt) or Image.MIME.get(fmt) or "application/octet-stream"
+
+
+def output_format(requested: str | None, source_format: str) -> str:
+    """The requested format, else the source's; 415 if Pillow cannot write it."""
+    fmt = requested or served_format(source_format)
+    Image.init()
+    if fmt not in Image.SAVE:
+        raise ProxyError(415, Code.IMAGE_SAVE, f"Cannot save images as {fmt or 'unknown format'}")
+    return fmt
+
+
+def prepare(img: Image.Image, fmt: str, background: Color) -> Image.Image:
+    """`img` in a mode that `fmt` can hold; see the module docstring for the choices."""
+    if fmt == "GIF":
+        return _paletted(img)
+    if fmt == "JPEG" and img.has_transparency_data:
+        return flatten(img, background)
+    modes = WRITABLE_MODES.get(fmt)
+    if modes is None:  # a source format we only pass through: let Pillow decide
+        return img
+
+    def fits(im: Image.Image) -> bool:
+        return im.mode in modes and ("transparency" not in im.info
+                                     or fmt in _KEEPS_TRANSPARENT_COLOUR)
+
+    if fits(img):
+        return img
+    img = eight_bit(img)
+    if fits(img):
+        return img
+    return to_rgb(img, alpha=img.has_transparency_data)
+
+
+def _paletted(img: Image.Image) -> Image.Image:
+    """At most 256 colours; GIF has one transparent index, so alpha is cut at 50%."""
+    img = eight_bit(img)
+    if img.mode in ("P", "L", "1"):
+        return img
+    if not img.has_transparency_data:
+        return to_rgb(img, alpha=False).quantize(256)
+    rgba = to_rgb(img, alpha=True)
+    paletted = rgba.convert("RGB").quantize(255)  # index 255 stays free for transparency
+    paletted.paste(255, mask=rgba.getchannel("A").point(lambda a: 255 if a < 128 else 0))
+    paletted.info["transparency"] = 255
+    return paletted
+
+
+def _colour_family(mode: str) -> str:
+    if mode == "CMYK":
+        return "CMYK"
+    if mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith("I;16"):
+        return "L"
+    return "RGB"
+
+
+def save_options(img: Image.Image, fmt: str, save: Save, source: Source) -> dict:
+    """Pillow save keyword arguments for the options the plan asks for."""
+    options: dict = {}
+    jpeg_source = source.format in JPEG_FORMATS
+    quality = save.quality if isinstance(save.quality, int) else DEFAULT_QUALITY
+    if fmt == "JPEG":
+        if save.quality == "keep" and jpeg_source and source.qtables:
+            options["qtables"] = source.qtables  # the source's own tables: same quality
+        else:
+            options["quality"] = quality
+        if jpeg_source and source.subsampling >= 0 and img.mode == "RGB":
+            options["subsampling"] = source.subsampling
+        options["progressive"] = save.progressive
+        options["optimize"] = save.optimize
+    elif fmt == "WEBP":
+        options["quality"] = quality
+    elif fmt == "PNG":
+        options["optimize"] = save.optimize
+    if save.preserve_exif and source.exif and fmt in ("JPEG", "PNG", "WEBP"):
+        options["exif"] = source.exif
+    # A colour profile only describes pixels still in its colour space.
+    if (source.icc_profile and fmt in ("JPEG", "PNG", "WEBP", "TIFF")
+            and _colour_family(img.mode) == _colour_family(source.mode)):
+        options["icc_profile"] = source.icc_profile
+    return options
+
+
+def encode(img: Image.Image, save: Save, source: Source) -> tuple[bytes, str]:
+    """Write `img` in the plan's format; returns (body, Pillow format name)."""
+    fmt = output_format(save.format, source.format)
+    img = prepare(img, fmt, save.background)
+    options = save_options(img, fmt, save, source)
+    # Only what `options` says goes out: no metadata rides along from the source's info.
+    transparency = img.info.get("transparency")
+    img.info = {} if transparency is None else {"transparency": transparency}
+    out = BytesIO()
+    try:
+        img.save(out, fmt, **options)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ProxyError(415, Code.IMAGE_SAVE, f"Cannot save this image as {fmt}: {e}") from None
+    return out.getvalue(), fmt
