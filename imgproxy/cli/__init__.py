@@ -1,0 +1,1 @@
+"""Command-line tools that run the same code as the server (see resize.py)."""
