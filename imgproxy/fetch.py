@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 import pycurl
-from tornado.curl_httpclient import CurlAsyncHTTPClient
-from tornado.httpclient import HTTPRequest
+from tornado.curl_httpclient import CurlAsyncHTTPClient, CurlError
+from tornado.httpclient import HTTPRequest, HTTPResponse
 
 from . import __version__
 from .addresses import is_public
@@ -125,7 +125,10 @@ class Fetcher:
             proxy_port=s.proxy_port,
             prepare_curl_callback=prepare,
         )
-        response = await self._client.fetch(request, raise_error=False)
+        try:
+            response = await self._client.fetch(request, raise_error=False)
+        except CurlError as e:  # raise_error=False covers HTTP statuses only
+            response = HTTPResponse(request, 599, error=e)
         if guard.refused:
             log.warning("refused to connect to %s for %s", guard.refused, url)
             raise forbidden(Code.HOST, "Source host resolves to an address that may not be fetched")

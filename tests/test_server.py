@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -161,8 +162,12 @@ def test_user_agent_is_ours_and_client_headers_are_not_forwarded(proxy, origin, 
 
 def test_one_log_line_per_request(proxy, photo):
     proxy.get(q(photo[1], w=11, marker="logline"))
-    log = proxy.log()
-    line = [l for l in log.splitlines() if "marker=logline" in l]
+    for _ in range(100):  # the line is written just after the reply is sent
+        log = proxy.log()
+        line = [l for l in log.splitlines() if "marker=logline" in l]
+        if line:
+            break
+        time.sleep(0.02)
     assert len(line) == 1 and re.search(r"GET \S+ 200 [0-9.]+ms [0-9]+B", line[0]), log[-500:]
 
 
