@@ -96,11 +96,13 @@ def _operations(value: Any) -> tuple[str, ...]:
 
 
 def _formats(value: Any) -> tuple[str, ...]:
+    from PIL import Image
+
+    Image.init()
     names = tuple(n.upper() for n in _list(value))
-    known = set(params.FORMATS.values())
     for name in names:
-        if name not in known:
-            raise ValueError(f"unsupported format {name!r}")
+        if name not in Image.OPEN:
+            raise ValueError(f"Pillow cannot read format {name!r}")
     return names
 
 

@@ -31,7 +31,7 @@ log = logging.getLogger("imgproxy.pool")
 
 _HEADER = struct.Struct("!Q")
 _MAX_FRAME = 1 << 30
-_PRELOAD = ["imgproxy.imaging.pipeline"]
+_PRELOAD = ["imgproxy.worker_preload"]
 
 
 # --- the worker side (runs in the child process) ----------------------------------

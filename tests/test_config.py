@@ -40,7 +40,7 @@ def test_flags_override_file_and_later_flags_win(tmp_path):
     (["--background=xyz"], "background"),
     (["--validate_cert=maybe"], "validate_cert"),
     (["--implicit_base_url=ftp://x"], "implicit_base_url"),
-    (["--input_formats=JPEG,PSD"], "input_formats"),
+    (["--input_formats=JPEG,NOPE"], "input_formats"),
 ])
 def test_bad_options_name_themselves(argv, named):
     with pytest.raises(ConfigError) as e:
