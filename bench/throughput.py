@@ -1,0 +1,228 @@
+"""Throughput of the real server under a bounded load, with its CPU and memory, and a peer's.
+
+Starts a static origin (own process) on 127.0.0.1 serving the photos, the imgproxy server with
+2 workers, and drives it at --connections for --duration seconds, once with keep-alive and once
+with `Connection: close`, each request the next photo at w=300&h=300&mode=crop&q=85. Per mode:
+req/s, p50/p90/p99 latency, errors (non-200 + socket), server CPU ms per request (utime+stime
+of the server's whole process tree) and its ratio to the single-core floor, and the peak RSS and
+PSS of the tree (sampled every 200 ms). With --peer thumbor, thumbor (2 processes) does the same
+work in the same run, after ours, and our req/s is given as a ratio to its.
+
+    cd /work/main && /tmp/venv/bin/python bench/throughput.py [--peer thumbor]
+        [--connections 8] [--duration 20] [--dir DIR] [--floor-ms MS] [--client auto|wrk|asyncio]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
+
+from bench import common, loadgen, servers  # noqa: E402
+
+MODES = {"keep-alive": True, "close": False}
+SETTLE_SECONDS = 2.0  # between runs: let requests left in flight by the last one finish
+
+
+@dataclass
+class Run:
+    server: str
+    mode: str
+    load: loadgen.LoadResult
+    cpu: dict[int, float]  # CPU seconds each process of the tree used during the load
+    memory: common.MemoryPeak
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu.values())
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000.0 * self.cpu_seconds / self.load.requests if self.load.requests else float("nan")
+
+
+# --- the floor ---------------------------------------------------------------------------
+
+def measure_floor(folder: Path | None, repeats: int) -> dict:
+    """floor.py in a child process (it pins itself to one CPU; we must not be pinned)."""
+    cmd = [sys.executable, str(common.BENCH / "floor.py"), "--json", f"--repeats={repeats}"]
+    if folder is not None:
+        cmd.append(f"--dir={folder}")
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=common.REPO)
+    if out.returncode != 0:
+        raise RuntimeError(f"floor.py failed:\n{out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- one server --------------------------------------------------------------------------
+
+def check_replies(server: servers.Server, paths: list[str]) -> None:
+    """One request per photo, one at a time: warms the server up and shows what it answers."""
+    from PIL import Image  # only for the check
+
+    async def each() -> list[tuple[int, dict, bytes]]:
+        return [await loadgen.get(server.port, p) for p in paths]
+
+    t0 = time.perf_counter()
+    replies = asyncio.run(each())
+    took = time.perf_counter() - t0
+    bad = [(p, r) for p, r in zip(paths, replies) if r[0] != 200]
+    sizes = set()
+    for status, headers, body in replies:
+        if status == 200:
+            with Image.open(io.BytesIO(body)) as img:
+                sizes.add(f"{headers.get('content-type')} {img.format} {img.width}x{img.height}")
+    print(f"  warm-up: {len(paths) - len(bad)}/{len(paths)} OK, one at a time in {took:.1f}s; "
+          f"replies: {', '.join(sorted(sizes)) or 'none'}")
+    for path, (status, _, body) in bad[:3]:
+        print(f"  ! {status} for {path}: {body[:200]!r}")
+
+
+def run_server(server: servers.Server, source_urls: list[str], args, log: Path) -> list[Run]:
+    paths = [server.path(u) for u in source_urls]
+    print(f"\n{server.name}: {' '.join(server.command)}\n  log: {log}", flush=True)
+    proc = common.start(server.command, log)
+    runs = []
+    try:
+        common.wait_for_port(server.port, proc)
+        time.sleep(1.0)  # workers and forks up
+        check_replies(server, paths)
+        for mode in args.modes:
+            time.sleep(SETTLE_SECONDS)
+            before = common.tree_cpu_seconds(proc.pid)
+            with common.MemorySampler(proc.pid) as sampler:
+                load = loadgen.run(server.port, paths, args.connections, args.duration,
+                                   MODES[mode], args.client)
+            after = common.tree_cpu_seconds(proc.pid)
+            # A process gone by the end has its CPU in its parent's cutime now.
+            cpu = {pid: t - before.get(pid, 0.0) for pid, t in after.items()}
+            run = Run(server.name, mode, load, cpu, sampler.peak)
+            runs.append(run)
+            print_run(run)
+            if proc.poll() is not None:
+                raise RuntimeError(f"{server.name} exited with status {proc.returncode}; see {log}")
+    finally:
+        common.stop(proc)
+    return runs
+
+
+# --- printing ------------------------------------------------------------------------------
+
+def print_run(run: Run) -> None:
+    ld, mem = run.load, run.memory
+    print(f"  {run.mode:<10} {ld.rps:6.2f} req/s  ({ld.requests} in {ld.duration:.1f}s, {ld.client})  "
+          f"p50 {ld.p50_ms:.0f}  p90 {ld.p90_ms:.0f}  p99 {ld.p99_ms:.0f}  max {ld.max_ms:.0f} ms  "
+          f"errors {ld.errors} (non-200 {ld.non_200}, socket {ld.socket_errors})")
+    print(f"  {'':<10} CPU {run.cpu_ms_per_request:.1f} ms/req ({run.cpu_seconds:.1f}s)  "
+          f"peak RSS {common.mb(mem.rss_kib):.0f} MB  peak PSS {common.mb(mem.pss_kib):.0f} MB "
+          f"(sum over {mem.processes} processes, max of {mem.samples} samples)")
+    for pid in sorted(set(run.cpu) | set(mem.per_process_pss)):
+        name, pss = mem.per_process_pss.get(pid, ("?", 0))
+        cpu = run.cpu.get(pid, float("nan"))
+        print(f"  {'':<10}   pid {pid:<7} {name:<16} CPU {cpu:5.1f}s  peak PSS {common.mb(pss):6.1f} MB")
+
+
+def fmt(value: float, spec: str = ".1f") -> str:
+    return "n/a" if value != value else format(value, spec)  # NaN -> n/a
+
+
+def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
+    print(f"\nsummary: {args.connections} connections, {args.duration:g}s per mode, "
+          f"300x300 crop q85; floor {fmt(floor_ms or float('nan'))} ms/image")
+    header = (f"{'server':<9} {'mode':<10} {'req/s':>6} {'p50':>6} {'p90':>6} {'p99':>6} "
+              f"{'p99/p50':>7} {'errors':>6} {'CPU ms/req':>10} {'/floor':>6} "
+              f"{'RSS MB':>7} {'PSS MB':>7}")
+    print(header)
+    for r in runs:
+        ld = r.load
+        ratio = r.cpu_ms_per_request / floor_ms if floor_ms else float("nan")
+        print(f"{r.server:<9} {r.mode:<10} {ld.rps:6.2f} {ld.p50_ms:6.0f} {ld.p90_ms:6.0f} "
+              f"{ld.p99_ms:6.0f} {fmt(ld.p99_ms / ld.p50_ms if ld.p50_ms else float('nan'), '.2f'):>7} "
+              f"{ld.errors:6d} {fmt(r.cpu_ms_per_request):>10} {fmt(ratio, '.2f'):>6} "
+              f"{common.mb(r.memory.rss_kib):7.0f} {common.mb(r.memory.pss_kib):7.0f}")
+    by_key = {(r.server, r.mode): r for r in runs}
+    for peer in args.peer:
+        for mode in args.modes:
+            ours, theirs = by_key.get(("imgproxy", mode)), by_key.get((peer, mode))
+            if ours and theirs and theirs.load.rps:
+                print(f"imgproxy / {peer} req/s, {mode}: {ours.load.rps / theirs.load.rps:.2f}x")
+
+
+# --- main --------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    common.add_workload_args(parser)
+    parser.add_argument("--connections", type=int, default=8, help="concurrent connections (8)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per mode (20)")
+    parser.add_argument("--peer", action="append", choices=["thumbor"], default=[],
+                        help="also run this server the same way, after ours")
+    parser.add_argument("--client", choices=["auto", "wrk", "asyncio"], default="auto",
+                        help="load generator: wrk if installed (auto), or the built-in one")
+    parser.add_argument("--modes", default="keep-alive,close",
+                        help="comma-separated: keep-alive, close (both)")
+    parser.add_argument("--floor-ms", type=float, default=None,
+                        help="single-core floor in ms per image; default: measure it first")
+    parser.add_argument("--floor-repeats", type=int, default=5, help="floor.py --repeats (5)")
+    parser.add_argument("--no-imgproxy", action="store_true", help="run only the peer(s)")
+    args = parser.parse_args(argv)
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in args.modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown mode(s): {', '.join(unknown)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # A plain `kill` of this script still runs the finally blocks that stop our children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    photos = common.workload(args.dir)
+    folder = args.dir or common.DEFAULT_CORPUS
+    if "thumbor" in args.peer:
+        servers.ensure_thumbor()
+        print(servers.thumbor_versions())
+
+    floor_ms = args.floor_ms
+    if floor_ms is None:
+        floor = measure_floor(args.dir, args.floor_repeats)
+        floor_ms = floor["ms_per_image"]
+        print(f"floor: {floor_ms:.1f} ms per image ({floor['cpu_ms_per_image']:.1f} CPU ms), "
+              f"{floor['images']} images, one core, median of {floor['repeats']}")
+
+    origin_port = common.free_port()
+    source_urls = [f"http://127.0.0.1:{origin_port}/{p.name}" for p in photos]
+    logs = common.CACHE / "logs"
+    origin = None
+    runs: list[Run] = []
+    try:
+        origin = common.start([sys.executable, str(common.BENCH / "origin.py"),
+                               f"--port={origin_port}", f"--dir={folder}"], logs / "origin.log")
+        common.wait_for_port(origin_port, origin)
+        print(f"origin: {len(photos)} photos from {folder} on 127.0.0.1:{origin_port}")
+        chosen = ([] if args.no_imgproxy else [servers.Imgproxy]) + [
+            {"thumbor": servers.Thumbor}[name] for name in args.peer]
+        for make in chosen:
+            server = make(common.free_port())
+            runs += run_server(server, source_urls, args, logs / f"{server.name}.log")
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping what was started")
+        return 130
+    finally:
+        common.stop(origin)
+        if runs:
+            print_summary(runs, floor_ms, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
