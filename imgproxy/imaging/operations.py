@@ -133,6 +133,8 @@ def needed_size(op: Resize, size: Size) -> Size:
     sx, sy = box[0] / w, box[1] / h
     if mode == "crop":  # the box must stay covered
         sx = sy = max(sx, sy)
+        if op.position == FACE:  # and faces need enough pixels to be found
+            sx = sy = max(sx, faces.DETECT_SIDE / max(w, h))
     elif mode in ("clip", "fill"):  # the fitted image is what counts
         sx = sy = min(sx, sy)
     return min(w, math.ceil(w * sx)), min(h, math.ceil(h * sy))

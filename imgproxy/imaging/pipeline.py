@@ -31,7 +31,9 @@ class Rendered:
 def process(data: bytes, plan: Plan) -> Rendered:
     """Render `data` as `plan` asks; every failure is a ProxyError."""
     with warnings.catch_warnings():
-        # Pillow only warns about decompression bombs below twice its limit.
+        # Pillow's warnings (corrupt EXIF and the like) are noise in a worker's log,
+        # except the decompression-bomb one, which it gives below twice its limit.
+        warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             return _process(data, plan)
