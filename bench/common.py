@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -54,6 +55,12 @@ def workload(folder: Path | None) -> list[Path]:
     if not paths:
         raise SystemExit(f"no jpg/png/webp/gif files in {folder}")
     return paths
+
+
+def add_repo_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", type=Path, default=REPO,
+                        help="folder holding the imgproxy package to measure (default: this "
+                             "checkout); e.g. a `git archive` of a commit, while the tree is edited")
 
 
 # --- statistics and printing ---------------------------------------------------------
@@ -179,6 +186,20 @@ def tree_cpu_seconds(root: int) -> dict[int, float]:
         if fields:
             cpu[pid] = sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLK_TCK  # stat 14-17
     return cpu
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot, summed over its CPUs."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+
+
+def own_cpu_seconds() -> float:
+    """CPU of this process and its reaped children (e.g. a finished wrk)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def memory_kib(pid: int) -> tuple[int, int] | None:

@@ -21,25 +21,28 @@ from urllib.parse import quote
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from bench import common  # noqa: E402
-from imgproxy import params  # noqa: E402
-from imgproxy.config import Settings  # noqa: E402
-from imgproxy.imaging import pipeline  # noqa: E402
+
+# imgproxy is imported in main(), from --repo.
 
 
-def make_plan(name: str, settings: Settings) -> params.Plan:
+def make_plan(name: str):
     """The Plan the server builds for ?url=...&w=300&h=300&mode=crop&q=85."""
+    from imgproxy import params
+    from imgproxy.config import Settings
+    settings = Settings()
     url = quote(f"http://127.0.0.1/{name}", safe="")
     args = params.parse_query(f"url={url}&{common.QUERY}")
     ops, target = params.parse_target(args, settings)
     return params.parse_plan(args, ops, target, settings)
 
 
-def measure(data: bytes, plan: params.Plan, repeats: int) -> dict:
-    out = pipeline.process(data, plan)  # warm-up (and the output we report)
+def measure(data: bytes, plan, repeats: int) -> dict:
+    from imgproxy.imaging.pipeline import process
+    out = process(data, plan)  # warm-up (and the output we report)
     wall, cpu = [], []
     for _ in range(repeats):
         w0, c0 = time.perf_counter(), time.process_time()
-        pipeline.process(data, plan)
+        process(data, plan)
         cpu.append(1000.0 * (time.process_time() - c0))
         wall.append(1000.0 * (time.perf_counter() - w0))
     return {"wall_ms": statistics.median(wall), "cpu_ms": statistics.median(cpu),
@@ -48,10 +51,9 @@ def measure(data: bytes, plan: params.Plan, repeats: int) -> dict:
 
 def run(paths: list[Path], repeats: int, cpu: int) -> dict:
     os.sched_setaffinity(0, {cpu})
-    settings = Settings()
     rows = {}
     for path in paths:
-        rows[path.name] = measure(path.read_bytes(), make_plan(path.name, settings), repeats)
+        rows[path.name] = measure(path.read_bytes(), make_plan(path.name), repeats)
     wall = sum(r["wall_ms"] for r in rows.values())
     cpu_ms = sum(r["cpu_ms"] for r in rows.values())
     return {"cpu": cpu, "repeats": repeats, "photos": rows, "images": len(rows),
@@ -61,7 +63,7 @@ def run(paths: list[Path], repeats: int, cpu: int) -> dict:
 
 def print_report(result: dict) -> None:
     print(f"single-core floor: pipeline.process(), 300x300 crop q85, pinned to CPU {result['cpu']}, "
-          f"median of {result['repeats']} after 1 warm-up")
+          f"median of {result['repeats']} after 1 warm-up\nimgproxy from {result['imgproxy']}")
     width = max(len(name) for name in result["photos"])
     print(f"{'photo':<{width}}  {'wall ms':>8}  {'CPU ms':>7}  {'min ms':>7}  output")
     for name, r in result["photos"].items():
@@ -74,13 +76,17 @@ def print_report(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_workload_args(parser)
+    common.add_repo_arg(parser)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per photo (default 5)")
     parser.add_argument("--cpu", type=int, default=None,
                         help="CPU to pin to (default: the last one this process may use)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(args.repo.resolve()))
+    import imgproxy
     cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
     result = run(common.workload(args.dir), max(1, args.repeats), cpu)
+    result["imgproxy"] = str(Path(imgproxy.__file__).parent)
     if args.json:
         print(json.dumps(result))
     else:

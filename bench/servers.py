@@ -23,18 +23,20 @@ class Server:
     name: str
     command: list[str]
     port: int
+    cwd: Path = common.REPO
 
     def path(self, source_url: str) -> str:
         raise NotImplementedError
 
 
 class Imgproxy(Server):
-    """python -m imgproxy with 2 workers, from this checkout, with the benchmark's Python."""
+    """python -m imgproxy with 2 workers, run in `repo` (so its imgproxy package is the one
+    imported), with the benchmark's Python."""
 
-    def __init__(self, port: int, workers: int = 2):
+    def __init__(self, port: int, repo: Path = common.REPO, workers: int = 2):
         super().__init__("imgproxy", [
             sys.executable, "-m", "imgproxy", f"--port={port}", "--address=127.0.0.1",
-            f"--workers={workers}", "--allowed_hosts=127.0.0.1"], port)
+            f"--workers={workers}", "--allowed_hosts=127.0.0.1"], port, repo.resolve())
 
     def path(self, source_url: str) -> str:
         return f"/?url={quote(source_url, safe='')}&{common.QUERY}"
@@ -57,7 +59,7 @@ AUTO_WEBP = False
 class Thumbor(Server):
     """thumbor from PyPI in its own venv, --processes=2; /unsafe/300x300/<url> is a centred crop."""
 
-    def __init__(self, port: int, processes: int = 2):
+    def __init__(self, port: int, repo: Path | None = None, processes: int = 2):
         conf = common.CACHE / "thumbor.conf"
         conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text(THUMBOR_CONF)

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ class Run:
     load: loadgen.LoadResult
     cpu: dict[int, float]  # CPU seconds each process of the tree used during the load
     memory: common.MemoryPeak
+    machine: "Machine"
 
     @property
     def cpu_seconds(self) -> float:
@@ -50,11 +52,47 @@ class Run:
         return 1000.0 * self.cpu_seconds / self.load.requests if self.load.requests else float("nan")
 
 
+@dataclass
+class Machine:
+    """Where the machine's CPU went during a run, in cores (CPU seconds per second)."""
+    busy: float      # all CPUs, every process
+    server: float    # the server's process tree
+    harness: float   # this script, the load generator and the origin
+    steal: float     # taken by the hypervisor
+
+    @property
+    def others(self) -> float:  # whatever else runs on the machine
+        return max(0.0, self.busy - self.server - self.harness)
+
+
+class MachineMeter:
+    """Machine-wide busy CPU, and our harness's share, between start() and stop()."""
+
+    def __init__(self, origin_pid: int):
+        self.origin_pid = origin_pid
+
+    def _read(self) -> tuple[float, float, float, float]:
+        busy, steal = common.machine_cpu_seconds()
+        harness = common.own_cpu_seconds() + sum(common.tree_cpu_seconds(self.origin_pid).values())
+        return time.monotonic(), busy, steal, harness
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self, server_cpu: float) -> Machine:
+        t1, busy1, steal1, harness1 = self._read()
+        t0, busy0, steal0, harness0 = self._start
+        wall = t1 - t0
+        return Machine((busy1 - busy0) / wall, server_cpu / wall, (harness1 - harness0) / wall,
+                       (steal1 - steal0) / wall)
+
+
 # --- the floor ---------------------------------------------------------------------------
 
-def measure_floor(folder: Path | None, repeats: int) -> dict:
+def measure_floor(folder: Path | None, repeats: int, repo: Path) -> dict:
     """floor.py in a child process (it pins itself to one CPU; we must not be pinned)."""
-    cmd = [sys.executable, str(common.BENCH / "floor.py"), "--json", f"--repeats={repeats}"]
+    cmd = [sys.executable, str(common.BENCH / "floor.py"), "--json", f"--repeats={repeats}",
+           f"--repo={repo}"]
     if folder is not None:
         cmd.append(f"--dir={folder}")
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=common.REPO)
@@ -65,7 +103,7 @@ def measure_floor(folder: Path | None, repeats: int) -> dict:
 
 # --- one server --------------------------------------------------------------------------
 
-def check_replies(server: servers.Server, paths: list[str]) -> None:
+def check_replies(server: servers.Server, paths: list[str]) -> bool:
     """One request per photo, one at a time: warms the server up and shows what it answers."""
     from PIL import Image  # only for the check
 
@@ -85,19 +123,24 @@ def check_replies(server: servers.Server, paths: list[str]) -> None:
           f"replies: {', '.join(sorted(sizes)) or 'none'}")
     for path, (status, _, body) in bad[:3]:
         print(f"  ! {status} for {path}: {body[:200]!r}")
+    return len(bad) < len(paths)
 
 
-def run_server(server: servers.Server, source_urls: list[str], args, log: Path) -> list[Run]:
+def run_server(server: servers.Server, source_urls: list[str], args, log: Path,
+               meter: MachineMeter) -> list[Run]:
     paths = [server.path(u) for u in source_urls]
     print(f"\n{server.name}: {' '.join(server.command)}\n  log: {log}", flush=True)
-    proc = common.start(server.command, log)
+    proc = common.start(server.command, log, cwd=server.cwd)
     runs = []
     try:
         common.wait_for_port(server.port, proc)
         time.sleep(1.0)  # workers and forks up
-        check_replies(server, paths)
+        if not check_replies(server, paths):
+            print(f"  skipping {server.name}: it answered no request with an image; see {log}")
+            return runs
         for mode in args.modes:
             time.sleep(SETTLE_SECONDS)
+            meter.start()
             before = common.tree_cpu_seconds(proc.pid)
             with common.MemorySampler(proc.pid) as sampler:
                 load = loadgen.run(server.port, paths, args.connections, args.duration,
@@ -105,7 +148,7 @@ def run_server(server: servers.Server, source_urls: list[str], args, log: Path) 
             after = common.tree_cpu_seconds(proc.pid)
             # A process gone by the end has its CPU in its parent's cutime now.
             cpu = {pid: t - before.get(pid, 0.0) for pid, t in after.items()}
-            run = Run(server.name, mode, load, cpu, sampler.peak)
+            run = Run(server.name, mode, load, cpu, sampler.peak, meter.stop(sum(cpu.values())))
             runs.append(run)
             print_run(run)
             if proc.poll() is not None:
@@ -125,6 +168,10 @@ def print_run(run: Run) -> None:
     print(f"  {'':<10} CPU {run.cpu_ms_per_request:.1f} ms/req ({run.cpu_seconds:.1f}s)  "
           f"peak RSS {common.mb(mem.rss_kib):.0f} MB  peak PSS {common.mb(mem.pss_kib):.0f} MB "
           f"(sum over {mem.processes} processes, max of {mem.samples} samples)")
+    m = run.machine
+    print(f"  {'':<10} machine: {m.busy:.2f} of {os.cpu_count()} cores busy = server {m.server:.2f} "
+          f"+ load generator/origin/this script {m.harness:.2f} + other processes {m.others:.2f}"
+          f"; steal {m.steal:.2f}")
     for pid in sorted(set(run.cpu) | set(mem.per_process_pss)):
         name, pss = mem.per_process_pss.get(pid, ("?", 0))
         cpu = run.cpu.get(pid, float("nan"))
@@ -140,7 +187,7 @@ def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
           f"300x300 crop q85; floor {fmt(floor_ms or float('nan'))} ms/image")
     header = (f"{'server':<9} {'mode':<10} {'req/s':>6} {'p50':>6} {'p90':>6} {'p99':>6} "
               f"{'p99/p50':>7} {'errors':>6} {'CPU ms/req':>10} {'/floor':>6} "
-              f"{'RSS MB':>7} {'PSS MB':>7}")
+              f"{'RSS MB':>7} {'PSS MB':>7} {'others':>6}")
     print(header)
     for r in runs:
         ld = r.load
@@ -148,7 +195,8 @@ def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
         print(f"{r.server:<9} {r.mode:<10} {ld.rps:6.2f} {ld.p50_ms:6.0f} {ld.p90_ms:6.0f} "
               f"{ld.p99_ms:6.0f} {fmt(ld.p99_ms / ld.p50_ms if ld.p50_ms else float('nan'), '.2f'):>7} "
               f"{ld.errors:6d} {fmt(r.cpu_ms_per_request):>10} {fmt(ratio, '.2f'):>6} "
-              f"{common.mb(r.memory.rss_kib):7.0f} {common.mb(r.memory.pss_kib):7.0f}")
+              f"{common.mb(r.memory.rss_kib):7.0f} {common.mb(r.memory.pss_kib):7.0f} "
+              f"{r.machine.others:6.2f}")
     by_key = {(r.server, r.mode): r for r in runs}
     for peer in args.peer:
         for mode in args.modes:
@@ -162,6 +210,7 @@ def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_workload_args(parser)
+    common.add_repo_arg(parser)
     parser.add_argument("--connections", type=int, default=8, help="concurrent connections (8)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per mode (20)")
     parser.add_argument("--peer", action="append", choices=["thumbor"], default=[],
@@ -194,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     floor_ms = args.floor_ms
     if floor_ms is None:
-        floor = measure_floor(args.dir, args.floor_repeats)
+        floor = measure_floor(args.dir, args.floor_repeats, args.repo)
         floor_ms = floor["ms_per_image"]
         print(f"floor: {floor_ms:.1f} ms per image ({floor['cpu_ms_per_image']:.1f} CPU ms), "
               f"{floor['images']} images, one core, median of {floor['repeats']}")
@@ -212,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         chosen = ([] if args.no_imgproxy else [servers.Imgproxy]) + [
             {"thumbor": servers.Thumbor}[name] for name in args.peer]
         for make in chosen:
-            server = make(common.free_port())
-            runs += run_server(server, source_urls, args, logs / f"{server.name}.log")
+            server = make(common.free_port(), args.repo)
+            runs += run_server(server, source_urls, args, logs / f"{server.name}.log",
+                               MachineMeter(origin.pid))
     except KeyboardInterrupt:
         print("\ninterrupted; stopping what was started")
         return 130
