@@ -5,7 +5,7 @@ from __future__ import annotations
 from io import BytesIO
 
 import pytest
-from PIL import Image, JpegImagePlugin
+from PIL import Image, JpegImagePlugin, features
 
 from imgproxy.errors import Code, ProxyError
 from imgproxy.imaging import encode
@@ -23,12 +23,12 @@ def halves(mode: str, left, right, size=(64, 48)) -> Image.Image:
     return img
 
 
-def palette(transparent: bool) -> Image.Image:
+def palette(transparency=None) -> Image.Image:
     img = Image.new("P", (64, 48), 0)
     img.putpalette([255, 0, 0, 0, 0, 255])
     img.paste(1, (32, 0, 64, 48))
-    if transparent:
-        img.info["transparency"] = 1
+    if transparency is not None:
+        img.info["transparency"] = transparency
     return img
 
 
@@ -48,8 +48,10 @@ SOURCES = {
     "LA": (encoded(halves("LA", (100, 255), (100, 0)), "PNG"), (100, 100, 100, 255),
            (100, 100, 100, 0)),
     "RGBA": (encoded(halves("RGBA", RED + (255,), BLUE + (0,)), "PNG"), RED + (255,), BLUE + (0,)),
-    "P": (encoded(palette(False), "PNG"), (255, 0, 0, 255), (0, 0, 255, 255)),
-    "P-transparent": (encoded(palette(True), "GIF"), (255, 0, 0, 255), (0, 0, 255, 0)),
+    "P": (encoded(palette(), "PNG"), (255, 0, 0, 255), (0, 0, 255, 255)),
+    "P-transparent": (encoded(palette(1), "GIF"), (255, 0, 0, 255), (0, 0, 255, 0)),
+    # A PNG palette with an alpha table (Pillow: bytes, one alpha per entry).
+    "P-alpha-table": (encoded(palette(b"\xff\x40"), "PNG"), (255, 0, 0, 255), (0, 0, 255, 64)),
     "1": (encoded(halves("1", 0, 1), "PNG"), (0, 0, 0, 255), (255, 255, 255, 255)),
 }
 # The mode each output has when decoded again (the operation keeps the source's mode).
@@ -65,11 +67,9 @@ MODES = {  # JPEG, PNG, GIF, WEBP, TIFF
     "RGBA": ("RGB", "RGBA", "P", "RGBA", "RGBA"),
     "P": ("RGB", "P", "P", "RGB", "P"),
     "P-transparent": ("RGB", "P", "P", "RGBA", "RGBA"),
+    "P-alpha-table": ("RGB", "P", "P", "RGBA", "RGBA"),
     "1": ("L", "1", "L", "RGB", "1"),
 }
-WHITE = (255, 255, 255, 255)
-
-
 def _as_rgba(img: Image.Image, x: int, y: int):
     if img.mode in ("I;16", "I", "F"):  # compare wide samples in 8-bit terms
         value = round(img.getpixel((x, y)) / (256 if img.mode != "F" else 1 / 255))
@@ -78,8 +78,11 @@ def _as_rgba(img: Image.Image, x: int, y: int):
 
 
 def _same(actual, expected, fmt, tolerance):
-    if fmt == "JPEG" and expected[3] == 0:
-        expected = WHITE  # flattened onto the default background's colour
+    r, g, b, a = expected
+    if fmt == "JPEG":  # flattened onto the default background's colour, white
+        expected = tuple(round(c * a / 255 + 255 * (1 - a / 255)) for c in (r, g, b)) + (255,)
+    elif fmt == "GIF":  # one transparent index: alpha is cut at half
+        expected = (r, g, b, 255 if a >= 128 else 0)
     if expected[3] == 0:  # fully transparent: the colour does not matter
         return actual[3] == 0
     return near(actual, expected, tolerance)
@@ -107,6 +110,21 @@ def test_every_source_mode_resizes_into_every_format(source, fmt):
     assert img.size == (32, 24)
     tolerance = 14 if fmt in ("JPEG", "WEBP") else 4
     assert _same(_as_rgba(img, 4, 12), left, fmt, tolerance)
+
+
+AVIF_MODES = {"L": "L", "I;16": "L", "I": "L", "F": "L", "LA": "RGBA", "RGBA": "RGBA",
+              "P-transparent": "RGBA", "P-alpha-table": "RGBA"}
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="Pillow built without AVIF")
+@pytest.mark.parametrize("source", sorted(SOURCES))
+def test_every_source_mode_saves_as_avif(source):
+    data, left, right = SOURCES[source]
+    rendered, img = run(data, Rotate(180), format="AVIF", limits=ALL_INPUTS)
+    assert rendered.content_type == "image/avif" and img.size == (64, 48)
+    assert img.mode == AVIF_MODES.get(source, "RGB")
+    assert _same(_as_rgba(img, 48, 24), left, "AVIF", 14)
+    assert _same(_as_rgba(img, 16, 24), right, "AVIF", 14)
 
 
 def test_16_bit_greyscale_is_scaled_not_clipped():

@@ -156,6 +156,20 @@ def test_nearest_keeps_only_source_colours_and_others_blend():
     assert bilinear.tobytes() != bicubic.tobytes()
 
 
+@pytest.mark.parametrize("mode, size", [
+    ("crop", (7, 4)), ("clip", (6, 4)), ("scale", (7, 4)), ("adapt", (7, 4)), ("fill", (7, 4)),
+])
+@pytest.mark.parametrize("filter_", ["nearest", "bilinear", "bicubic", "antialias"])
+def test_16_bit_sources_shrink_a_lot(mode, size, filter_):
+    data = encoded(Image.new("I;16", (W, H), 40000), "PNG")
+    _, img = run(data, Resize(7, 4, mode, filter=filter_), format="PNG")
+    assert img.size == size
+    if mode == "fill":  # on a see-through RGBA canvas, scaled to 8 bits
+        assert img.mode == "RGBA" and img.getpixel((3, 2)) == (156, 156, 156, 255)
+    else:
+        assert img.mode == "I;16" and img.getpixel((3, 2)) == 40000
+
+
 def _red_blue_palette(transparent: bool = False) -> bytes:
     img = Image.new("P", (64, 64), 0)
     img.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255])  # 0 red, 1 green (unused), 2 blue

@@ -6,7 +6,7 @@ Mode choices, per output format:
   transparent colour is flattened onto the background's RGB; 16/32-bit greyscale -> L.
 - PNG: keeps 1, L, LA, P (with its transparent index), RGB, RGBA and 16-bit greyscale;
   CMYK -> RGB, others -> L/RGB/RGBA.
-- WEBP: RGB, or RGBA when there is any transparency.
+- WEBP: RGB, or RGBA when there is any transparency; AVIF (when Pillow has it) also L.
 - GIF: P (quantised; alpha below 128 becomes the transparent index) or L.
 - TIFF: nearly every mode as it is; a palette's transparent index becomes alpha.
 """
@@ -29,12 +29,14 @@ CONTENT_TYPES = {
     "GIF": "image/gif",
     "WEBP": "image/webp",
     "TIFF": "image/tiff",
+    "AVIF": "image/avif",
 }
 # Modes each format writes faithfully (Pillow would convert or refuse the others).
 WRITABLE_MODES = {
     "JPEG": ("1", "L", "RGB", "CMYK"),
     "PNG": ("1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I;16B"),
     "WEBP": ("RGB", "RGBA"),
+    "AVIF": ("L", "RGB", "RGBA"),
     "TIFF": ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "I;16", "I;16B", "I", "F"),
 }
 _KEEPS_TRANSPARENT_COLOUR = ("PNG",)  # formats that store a transparent index/colour
@@ -78,7 +80,8 @@ def prepare(img: Image.Image, fmt: str, background: Color) -> Image.Image:
 def _paletted(img: Image.Image) -> Image.Image:
     """At most 256 colours; GIF has one transparent index, so alpha is cut at 50%."""
     img = eight_bit(img)
-    if img.mode in ("P", "L", "1"):
+    single_index = isinstance(img.info.get("transparency", 0), int)  # not a PNG alpha table
+    if img.mode in ("L", "1") or (img.mode == "P" and single_index):
         return img
     if not img.has_transparency_data:
         return to_rgb(img, alpha=False).quantize(256)
@@ -111,14 +114,14 @@ def save_options(img: Image.Image, fmt: str, save: Save, source: Source) -> dict
             options["subsampling"] = source.subsampling
         options["progressive"] = save.progressive
         options["optimize"] = save.optimize
-    elif fmt == "WEBP":
+    elif fmt in ("WEBP", "AVIF"):
         options["quality"] = quality
     elif fmt == "PNG":
         options["optimize"] = save.optimize
-    if save.preserve_exif and source.exif and fmt in ("JPEG", "PNG", "WEBP"):
+    if save.preserve_exif and source.exif and fmt in ("JPEG", "PNG", "WEBP", "AVIF"):
         options["exif"] = source.exif
     # A colour profile only describes pixels still in its colour space.
-    if (source.icc_profile and fmt in ("JPEG", "PNG", "WEBP", "TIFF")
+    if (source.icc_profile and fmt in ("JPEG", "PNG", "WEBP", "TIFF", "AVIF")
             and _colour_family(img.mode) == _colour_family(source.mode)):
         options["icc_profile"] = source.icc_profile
     return options

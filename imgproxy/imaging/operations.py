@@ -168,7 +168,7 @@ def resize(img: Image.Image, op: Resize, size: Size | None = None) -> Image.Imag
         sx, sy = img.size[0] / size[0], img.size[1] / size[1]
         left, top, right, bottom = crop_window(box, size, position)
         return img.resize(box, resample, box=(left * sx, top * sy, right * sx, bottom * sy),
-                          reducing_gap=REDUCING_GAP)
+                          reducing_gap=_reducing_gap(img))
     if mode == "scale":
         return _resize(img, box, resample)
     clipped = _resize(img, clip_size(box, size), resample)
@@ -178,7 +178,12 @@ def resize(img: Image.Image, op: Resize, size: Size | None = None) -> Image.Imag
 def _resize(img: Image.Image, target: Size, resample: int) -> Image.Image:
     if img.size == target:
         return img
-    return img.resize(target, resample, reducing_gap=REDUCING_GAP)
+    return img.resize(target, resample, reducing_gap=_reducing_gap(img))
+
+
+def _reducing_gap(img: Image.Image) -> float | None:
+    # Pillow's reduce() has no 16-bit greyscale; those resample in one step.
+    return None if img.mode.startswith("I;16") else REDUCING_GAP
 
 
 def _fill(img: Image.Image, box: Size, background: Color) -> Image.Image:
