@@ -16,6 +16,7 @@ import urllib.request
 from typing import Sequence
 
 from .. import params
+from ..config import Settings  # the server's defaults: one set of rules
 from ..errors import ProxyError
 from ..imaging.pipeline import Rendered, process
 
@@ -71,7 +72,7 @@ def is_url(source: str) -> bool:
     return source.lower().startswith(("http://", "https://"))
 
 
-def make_plan(args: argparse.Namespace, settings) -> params.Plan:
+def make_plan(args: argparse.Namespace, settings: Settings) -> params.Plan:
     """The Plan the server would build for the same query parameters."""
     query = {name: str(value).strip() for _, name in VALUES + SWITCHES
              if (value := getattr(args, name)) is not None}
@@ -105,8 +106,6 @@ def write_output(rendered: Rendered, path: str | None) -> None:
 
 
 def run(argv: Sequence[str]) -> None:
-    from ..config import Settings  # the server's defaults: one set of rules
-
     settings = Settings()
     args = build_parser().parse_args(argv)
     plan = make_plan(args, settings)
