@@ -46,6 +46,15 @@
 # --- replies --------------------------------------------------------------
 # content_type_from_image = False  # kept for Pilbox configs: Content-Type always
 #                                  #   names the format actually sent
+# cache_control = None         # Cache-Control of successful replies; None = the origin's
+# error_cache_control = "public, max-age=60"  # Cache-Control of error replies
+
+# --- result cache (off unless cache_dir or cache_url is set) --------------
+# cache_dir = None             # directory of a local filesystem cache
+# cache_max_bytes = 1073741824 # its size; least recently used entries go first
+# cache_url = None             # "redis://host:6379/0": one cache for several servers
+# cache_ttl = 86400            # seconds a cached result is served; 0 = until evicted
+# cache_max_entry_bytes = 10000000  # largest result stored in Redis
 
 # --- image defaults (each query parameter overrides its default) ----------
 # operation = "resize"         # op: default operation(s)
@@ -55,8 +64,11 @@
 # background = "0fff"          # bg: RGB, RRGGBB, ARGB or AARRGGBB (alpha first)
 # retain = 75                  # retain: percent kept by adapt before it fills
 # expand = False               # expand: grow the canvas when rotating
-# format = None                # fmt: jpeg, png, gif, webp, tiff; None = source format
-# quality = 90                 # q: 1-99 or "keep"
+# format = None                # fmt: jpeg, png, gif, webp, tiff, avif, or auto (by the
+#                              #   Accept header); None = source format
+# quality = 90                 # q: 1-99 or "keep" (JPEG, and formats without their own)
+# quality_webp = 80            # quality of WebP output when q is not given
+# quality_avif = 60            # quality of AVIF output when q is not given
 # optimize = False             # opt
 # progressive = False          # prog
 # preserve_exif = False        # exif

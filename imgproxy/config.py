@@ -113,6 +113,13 @@ def _url_base(value: Any) -> str | None:
     return text
 
 
+def _redis_url(value: Any) -> str | None:
+    text = _str(value)
+    if text and not text.lower().startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return text
+
+
 def _option(default: Any, convert: Callable[[Any], Any], help: str) -> Any:
     return field(default=default, metadata={"convert": convert, "help": help})
 
@@ -154,6 +161,14 @@ class Settings:
                                              "source formats accepted")
     # replies
     content_type_from_image: bool = _option(False, _bool, "always name the output format in Content-Type")
+    cache_control: str | None = _option(None, _str, "Cache-Control of successful replies; unset = the origin's")
+    error_cache_control: str = _option("public, max-age=60", _str, "Cache-Control of error replies")
+    # result cache
+    cache_dir: str | None = _option(None, _str, "directory of the filesystem result cache; unset = off")
+    cache_max_bytes: int = _option(1 << 30, _positive(_int), "size of the filesystem cache in bytes")
+    cache_url: str | None = _option(None, _redis_url, "redis://host:port/db of a shared result cache")
+    cache_ttl: int = _option(86400, _non_negative, "seconds a cached result is served; 0 = no expiry")
+    cache_max_entry_bytes: int = _option(10_000_000, _positive(_int), "largest result stored in Redis")
     # image defaults (the query parameter overrides each)
     background: tuple[int, int, int, int] = _option((255, 255, 255, 0), _query_value(params.parse_background),
                                                     "default bg: RGB, RRGGBB, ARGB or AARRGGBB")
@@ -168,6 +183,8 @@ class Settings:
     preserve_exif: bool = _option(False, _query_value(params.parse_preserve_exif), "default exif")
     progressive: bool = _option(False, _query_value(params.parse_progressive), "default progressive")
     quality: int | str = _option(90, _query_value(params.parse_quality), "default quality, 1-99 or keep")
+    quality_webp: int = _option(80, _query_value(params.parse_quality), "default quality of WebP output")
+    quality_avif: int = _option(60, _query_value(params.parse_quality), "default quality of AVIF output")
     retain: int = _option(75, _query_value(params.parse_retain), "default adapt retain percent")
 
     @property

@@ -36,8 +36,9 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 @dataclass(frozen=True, slots=True)
 class Source:
     body: bytes
-    headers: dict[str, str]
+    headers: dict[str, str]  # the ones a reply passes through
     url: str
+    validators: tuple[str | None, str | None] = (None, None)  # origin's ETag, Last-Modified
 
 
 class _AddressGuard:
@@ -78,10 +79,14 @@ class Fetcher:
         # Behind an operator's proxy, curl connects to the proxy: the proxy decides.
         return bool(s.proxy_host) or bool(s.allowed_hosts and host_allowed(url, s.allowed_hosts))
 
-    async def fetch(self, url: str) -> Source:
+    async def fetch(self, url: str,
+                    validators: tuple[str | None, str | None] | None = None) -> Source | None:
+        """The source; or None when `validators` are given and the origin says 304."""
         s = self._settings
         for _ in range(MAX_REDIRECTS + 1):
-            response = await self._get(url)
+            response = await self._get(url, validators)
+            if validators and response.code == 304 and getattr(response.error, "errno", None) is None:
+                return None  # not modified: tornado reports a 304 as an HTTP error
             if response.code not in _REDIRECTS or getattr(response.error, "errno", None):
                 break
             location = response.headers.get("Location")
@@ -98,11 +103,18 @@ class Fetcher:
             raise ProxyError(502, Code.FETCH, f"Too many redirects (more than {MAX_REDIRECTS})")
         if response.error is None and response.code == 200:
             headers = {k: response.headers[k] for k in FORWARDED_HEADERS if response.headers.get(k)}
-            return Source(response.body, headers, url)
+            validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
+            return Source(response.body, headers, url, validators)
         raise _fetch_error(url, response)
 
-    async def _get(self, url: str):
+    async def _get(self, url: str, validators: tuple[str | None, str | None] | None = None):
         s = self._settings
+        conditional = {}
+        if validators:
+            if validators[0]:
+                conditional["If-None-Match"] = validators[0]
+            if validators[1]:
+                conditional["If-Modified-Since"] = validators[1]
         guard = _AddressGuard(self._trusted(url))
 
         def prepare(curl: pycurl.Curl) -> None:
@@ -114,6 +126,7 @@ class Fetcher:
 
         request = HTTPRequest(
             url,
+            headers=conditional,
             connect_timeout=s.connect_timeout,
             request_timeout=s.timeout,
             follow_redirects=False,

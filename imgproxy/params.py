@@ -23,7 +23,8 @@ OPERATIONS = ("noop", "region", "resize", "rotate")
 MODES = ("adapt", "clip", "crop", "fill", "scale")
 FILTERS = ("nearest", "bilinear", "bicubic", "antialias")
 FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "gif": "GIF",
-           "webp": "WEBP", "tiff": "TIFF"}
+           "webp": "WEBP", "tiff": "TIFF", "avif": "AVIF"}
+AUTO = "AUTO"  # fmt=auto: chosen from the request's Accept header (see negotiate.py)
 POSITIONS = {
     "top-left": (0.0, 0.0), "top": (0.5, 0.0), "top-right": (1.0, 0.0),
     "left": (0.0, 0.5), "center": (0.5, 0.5), "right": (1.0, 0.5),
@@ -74,12 +75,19 @@ Operation = Union[Noop, Region, Resize, Rotate]
 
 @dataclass(frozen=True, slots=True)
 class Save:
-    format: str | None = None  # Pillow format name; None keeps the source's
-    quality: int | str = 90  # 1-99 or "keep"
+    format: str | None = None  # Pillow format name; None keeps the source's; AUTO negotiates
+    quality: int | str | None = None  # 1-99 or "keep"; None = the format's default below
     optimize: bool = False
     progressive: bool = False
     preserve_exif: bool = False
     background: Color = (255, 255, 255, 0)
+    default_qualities: tuple[tuple[str, int], ...] = (("JPEG", 90), ("WEBP", 90), ("AVIF", 90))
+    accepts: tuple[str, ...] = ()  # for AUTO: modern formats the client takes, best first
+
+    def quality_for(self, fmt: str) -> int | str:
+        if self.quality is not None:
+            return self.quality
+        return dict(self.default_qualities).get(fmt, dict(self.default_qualities).get("JPEG", 90))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +145,8 @@ def parse_filter(value: str) -> str:
 def parse_format(value: str) -> str | None:
     if not value:
         return None
+    if value.lower() == "auto":
+        return AUTO
     if value.lower() not in FORMATS:
         raise bad_request(Code.FORMAT, f"Invalid format: {value}")
     return FORMATS[value.lower()]
@@ -339,7 +349,8 @@ def parse_plan(args: Mapping[str, str], ops: tuple[str, ...], url: str,
     position = option("pos", parse_position, settings.position) if resizing else None
     background = option("bg", parse_background, settings.background)
     optimize = option("opt", parse_optimize, settings.optimize)
-    quality = option("q", parse_quality, settings.quality)
+    # Without q, each output format gets its own default quality (see Save.quality_for).
+    quality = option("q", parse_quality, "keep" if settings.quality == "keep" else None)
     preserve_exif = option("exif", parse_preserve_exif, settings.preserve_exif)
     progressive = option("prog", parse_progressive, settings.progressive)
     retain = option("retain", parse_retain, settings.retain) if resizing else None
@@ -354,7 +365,10 @@ def parse_plan(args: Mapping[str, str], ops: tuple[str, ...], url: str,
             operations.append(Resize(width, height, mode, filter_, position, retain, background))
         else:
             operations.append(Rotate(degrees, expand, background))
-    save = Save(fmt, quality, optimize, progressive, preserve_exif, background)
+    jpeg_quality = settings.quality if isinstance(settings.quality, int) else 90
+    qualities = (("JPEG", jpeg_quality), ("WEBP", settings.quality_webp),
+                 ("AVIF", settings.quality_avif))
+    save = Save(fmt, quality, optimize, progressive, preserve_exif, background, qualities)
     limits = Limits(settings.max_source_pixels, settings.max_output_pixels,
                     settings.input_formats)
     return Plan(url, tuple(operations), save, limits)

@@ -60,8 +60,9 @@ def _worker_main(sock: socket.socket, memory_limit: int | None) -> None:
     if memory_limit:
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-    from .imaging import faces, pipeline
+    from .imaging import faces, info, pipeline
     faces.load()
+    tasks = {"process": pipeline.process, "describe": info.describe}
     while True:
         header = _recv_exact(sock, _HEADER.size)
         if header is None:
@@ -70,10 +71,10 @@ def _worker_main(sock: socket.socket, memory_limit: int | None) -> None:
         body = _recv_exact(sock, n)
         if body is None:
             return
-        data, plan = pickle.loads(body)
+        task, data, plan = pickle.loads(body)
         del body
         try:
-            result: Any = ("ok", pipeline.process(data, plan))
+            result: Any = ("ok", tasks[task](data, plan))
         except ProxyError as e:
             result = ("error", e.status, e.code, e.reason)
         except MemoryError:
@@ -203,9 +204,14 @@ class Pool:
         if self._idle_worker() is None and len(self._waiting) >= self.max_queue:
             raise ProxyError(503, Code.BUSY, "Server is busy; try again shortly")
 
-    async def run(self, data: bytes, plan: Any) -> Any:
-        """Run pipeline.process(data, plan) in a worker; returns what it returns."""
+    async def run(self, data: bytes, plan: Any, task: str = "process",
+                  times: dict[str, float] | None = None) -> Any:
+        """Run `task` (pipeline.process, or info.describe) in a worker; returns its result.
+
+        `times`, if given, receives the seconds spent waiting ("queue") and working ("process").
+        """
         self.check_capacity()
+        queued = time.monotonic()
         worker = self._idle_worker()
         while worker is None:
             fut = asyncio.get_running_loop().create_future()
@@ -218,14 +224,18 @@ class Pool:
                 raise
             worker = self._idle_worker()
         worker.busy = True
+        started = time.monotonic()
         try:
-            return await self._execute(worker, data, plan)
+            return await self._execute(worker, task, data, plan)
         finally:
             worker.busy = False
+            if times is not None:
+                times["queue"] = started - queued
+                times["process"] = time.monotonic() - started
             self._wake_next()
 
-    async def _execute(self, worker: _Worker, data: bytes, plan: Any) -> Any:
-        payload = pickle.dumps((data, plan), protocol=pickle.HIGHEST_PROTOCOL)
+    async def _execute(self, worker: _Worker, task: str, data: bytes, plan: Any) -> Any:
+        payload = pickle.dumps((task, data, plan), protocol=pickle.HIGHEST_PROTOCOL)
         try:
             reply = await asyncio.wait_for(self._exchange(worker, payload), self.task_timeout)
         except asyncio.TimeoutError:

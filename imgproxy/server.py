@@ -1,23 +1,33 @@
 """The Tornado application: request handlers, and the one place errors become answers.
 
-A request flows one way: params -> security -> fetch -> pool (imaging) -> respond.
+An image request flows one way: params -> security -> negotiate -> result
+cache -> fetch -> pool (imaging) -> respond. Each later capability plugs in
+at one named step of ImageHandler._serve.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import signal
+import time
 from typing import Any
 
+import PIL
 import tornado.web
+from PIL import features
 from tornado.httpserver import HTTPServer
 
-from . import params, security
+from . import __version__, params, security
+from .cache import Cache, CacheError, Coalescer, Entry, FileCache, RedisCache, entry_key
 from .config import Settings
 from .errors import ProxyError
-from .fetch import Fetcher
+from .fetch import Fetcher, Source
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
+from .negotiate import negotiate
 from .pool import Pool
 
 log = logging.getLogger("imgproxy.server")
@@ -28,12 +38,14 @@ SAFETY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'",
 }
+# Origin validators remembered per ETag we sent, for conditional revalidation.
+_MAX_VALIDATORS = 100_000
 
 
 class BaseHandler(tornado.web.RequestHandler):
     @property
-    def settings_(self) -> Settings:
-        return self.application.imgproxy_settings
+    def app(self) -> Application:
+        return self.application  # type: ignore[return-value]
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")
@@ -53,8 +65,13 @@ class BaseHandler(tornado.web.RequestHandler):
             status, code, reason = error.status_code, 0, error.reason or self._reason
         else:
             status, code, reason = 500, 0, "Internal server error"
+        vary = self._headers.get("Vary")
         self.clear()
         self.set_default_headers()
+        if vary:
+            self.set_header("Vary", vary)
+        # A CDN must not pin a transient failure for long.
+        self.set_header("Cache-Control", self.app.imgproxy_settings.error_cache_control)
         if status == 503:
             self.set_header("Retry-After", "1")
         self.write_json(status, {"status_code": status, "error_code": code, "error": reason})
@@ -71,31 +88,155 @@ class BaseHandler(tornado.web.RequestHandler):
         except ProxyError as e:
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
 
+    def _access(self, args: dict[str, str], settings: Settings) -> tuple[tuple[str, ...], str]:
+        """Operations and source URL, after Pilbox's first checks and access control."""
+        ops, url = params.parse_target(args, settings)
+        security.authorize(self.request.query, args.get("client"), url, settings)
+        return ops, url
+
 
 class ImageHandler(BaseHandler):
+    async def get(self) -> None:
+        started = time.monotonic()
+        self._op = "-"
+        try:
+            await self._run(self._serve())
+        finally:
+            m = self.app.metrics
+            m.requests.labels(str(self.get_status()), self._op).inc()
+            m.observe("total", time.monotonic() - started)
+
+    async def _serve(self) -> None:
+        app, s = self.app, self.app.imgproxy_settings
+        # 1. parse, 2. access control, 3. the rest of the parameters
+        args = params.parse_query(self.request.query)
+        self._op = args.get("op") or ",".join(s.operation)
+        ops, url = self._access(args, s)
+        plan = params.parse_plan(args, ops, url, s)
+        # 4. format negotiation (fmt=auto)
+        plan, varies = negotiate(plan, self.request.headers.get("Accept"))
+        if varies:
+            self.set_header("Vary", "Accept")
+        key = entry_key(repr(plan))
+        client_etag = self.request.headers.get("If-None-Match")
+        # 5. the result cache: a hit needs no fetch and no decode
+        entry = await app.cache_get(key)
+        if entry is None and client_etag in app.validators:
+            # 6a. revalidate with the origin; its 304 is ours, nothing decoded
+            source = await self._fetch(plan.url, app.validators[client_etag])
+            if source is None:
+                self._not_modified(client_etag, {})
+                return
+            entry = await self._render(plan, key, source)
+        elif entry is None:
+            # 6b. fetch and render once however many identical requests wait for it
+            entry = await app.coalescer.run(key, lambda: self._render(plan, key))
+        if client_etag and _etag_matches(client_etag, entry.etag):
+            self._not_modified(entry.etag, entry.headers)
+            return
+        self._send(entry)
+
+    async def _fetch(self, url: str, validators: tuple[str | None, str | None] | None = None) -> Source | None:
+        self.app.pool.check_capacity()  # refuse before fetching when even the queue is full
+        started = time.monotonic()
+        source = await self.app.fetcher.fetch(url, validators)
+        self.app.metrics.observe("fetch", time.monotonic() - started)
+        if source is not None:
+            self.app.metrics.fetched_bytes.inc(len(source.body))
+        return source
+
+    async def _render(self, plan: params.Plan, key: str, source: Source | None = None) -> Entry:
+        app = self.app
+        if source is None:
+            source = await self._fetch(plan.url)
+        times: dict[str, float] = {}
+        rendered = await app.pool.run(source.body, plan, times=times)
+        for stage, seconds in times.items():
+            app.metrics.observe(stage, seconds)
+        etag = _make_etag(key, source)
+        app.remember_validators(etag, source.validators)
+        entry = Entry(rendered.body, rendered.content_type, etag, dict(source.headers), time.time())
+        await app.cache_set(key, entry)
+        return entry
+
+    def _caching_headers(self, etag: str, origin_headers: dict[str, str]) -> None:
+        s = self.app.imgproxy_settings
+        self.set_header("ETag", etag)
+        for name, value in origin_headers.items():
+            self.set_header(name, value)
+        if s.cache_control:
+            self.set_header("Cache-Control", s.cache_control)
+
+    def _not_modified(self, etag: str, origin_headers: dict[str, str]) -> None:
+        self._caching_headers(etag, origin_headers)
+        self.set_status(304)
+        self.finish()
+
+    def _send(self, entry: Entry) -> None:
+        self._caching_headers(entry.etag, entry.headers)
+        self.set_header("Content-Type", entry.content_type)
+        self.app.metrics.sent_bytes.inc(len(entry.body))
+        self.finish(entry.body)
+
+
+class InfoHandler(BaseHandler):
+    """What the source is, read from its header: same signing and host rules as images."""
+
     async def get(self) -> None:
         await self._run(self._serve())
 
     async def _serve(self) -> None:
-        s = self.settings_
-        app = self.application
-        raw_query = self.request.query
-        args = params.parse_query(raw_query)
-        ops, url = params.parse_target(args, s)
-        security.authorize(raw_query, args.get("client"), url, s)
-        plan = params.parse_plan(args, ops, url, s)
-        app.pool.check_capacity()  # refuse before fetching when even the queue is full
-        source = await app.fetcher.fetch(plan.url)
-        rendered = await app.pool.run(source.body, plan)
-        self.set_header("Content-Type", rendered.content_type)
-        for name, value in source.headers.items():
-            self.set_header(name, value)
-        self.finish(rendered.body)
+        app, s = self.app, self.app.imgproxy_settings
+        args = params.parse_query(self.request.query)
+        _, url = self._access({**args, "op": "noop"}, s)
+        app.pool.check_capacity()
+        source = await app.fetcher.fetch(url)
+        plan = params.Plan(url, (params.Noop(),), limits=params.Limits(
+            s.max_source_pixels, s.max_output_pixels, s.input_formats))
+        info = await app.pool.run(source.body, plan, task="describe")
+        self.write_json(200, {"url": url, **info})
+
+
+class HealthHandler(BaseHandler):
+    def get(self) -> None:
+        stats = self.app.pool.stats()
+        status = 200 if stats.alive > 0 else 503
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(status, {
+            "status": "ok" if status == 200 else "unavailable",
+            "version": __version__,
+            "workers": {"alive": stats.alive, "total": stats.total, "busy": stats.busy},
+            "queue": stats.queued,
+            "libraries": {
+                "pillow": PIL.__version__,
+                "libjpeg": features.version("jpg"),
+                "libwebp": features.version("webp"),
+                "libavif": features.version("avif"),
+            },
+        })
+
+
+class MetricsHandler(BaseHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", METRICS_CONTENT_TYPE)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(self.app.metrics.render())
 
 
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
         raise tornado.web.HTTPError(404, reason="Not found")
+
+
+def _make_etag(key: str, source: Source) -> str:
+    """Strong ETag of the normalised request and the origin's version of the source."""
+    origin_etag, last_modified = source.validators
+    version = origin_etag or last_modified or hashlib.sha256(source.body).hexdigest()
+    return '"%s"' % hashlib.sha256(f"{key}|{version}".encode()).hexdigest()[:40]
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    return header.strip() == "*" or etag in (t.strip() for t in header.split(","))
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -108,16 +249,57 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 class Application(tornado.web.Application):
-    def __init__(self, settings: Settings, pool: Pool, fetcher: Fetcher):
+    def __init__(self, settings: Settings, pool: Pool, fetcher: Fetcher, cache: Cache | None = None):
         self.imgproxy_settings = settings
         self.pool = pool
         self.fetcher = fetcher
+        self.cache = cache
+        self.coalescer = Coalescer()
+        self.metrics = Metrics(pool.stats)
+        self.validators: dict[str, tuple[str | None, str | None]] = {}
         super().__init__(
-            [(r"/", ImageHandler)],
+            [(r"/", ImageHandler), (r"/info", InfoHandler), (r"/health", HealthHandler),
+             (r"/metrics", MetricsHandler)],
             default_handler_class=NotFoundHandler,
             log_function=log_request,
             debug=False,
         )
+
+    async def cache_get(self, key: str) -> Entry | None:
+        if self.cache is None:
+            return None
+        try:
+            entry = await self.cache.get(key)
+        except CacheError as e:
+            log.warning("result cache read failed: %s", e)
+            self.metrics.cache.labels("error").inc()
+            return None
+        self.metrics.cache.labels("hit" if entry else "miss").inc()
+        return entry
+
+    async def cache_set(self, key: str, entry: Entry) -> None:
+        if self.cache is None:
+            return
+        try:
+            await self.cache.set(key, entry)
+        except CacheError as e:
+            log.warning("result cache write failed: %s", e)
+            self.metrics.cache.labels("error").inc()
+
+    def remember_validators(self, etag: str, validators: tuple[str | None, str | None]) -> None:
+        if not any(validators):
+            return
+        if len(self.validators) >= _MAX_VALIDATORS:
+            self.validators.pop(next(iter(self.validators)))  # oldest first
+        self.validators[etag] = validators
+
+
+def make_cache(settings: Settings) -> Cache | None:
+    if settings.cache_url:
+        return RedisCache(settings.cache_url, settings.cache_ttl, settings.cache_max_entry_bytes)
+    if settings.cache_dir:
+        return FileCache(settings.cache_dir, settings.cache_max_bytes, settings.cache_ttl)
+    return None
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
@@ -127,7 +309,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 settings.worker_memory_limit or None)
     pool.start()
     fetcher = Fetcher(settings)
-    app = Application(settings, pool, fetcher)
+    app = Application(settings, pool, fetcher, make_cache(settings))
     server = HTTPServer(app, xheaders=False, idle_connection_timeout=60,
                         body_timeout=30, max_header_size=16 * 1024)
     server.listen(settings.port, settings.address)

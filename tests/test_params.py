@@ -126,8 +126,10 @@ def test_defaults_come_from_settings():
               "--format=png", "--operation=resize"])
     p = plan(f"url={URL}&w=10", s)
     assert p.operations == (Resize(10, None, "clip", "antialias", "face", 75, (204, 204, 204, 255)),)
-    assert p.save.quality == 70 and p.save.format == "PNG"
-    assert plan(f"url={URL}&w=10&q=20", s).save.quality == 20  # the query wins
+    assert p.save.quality_for("JPEG") == 70 and p.save.format == "PNG"
+    assert p.save.quality_for("WEBP") == s.quality_webp and p.save.quality_for("AVIF") == s.quality_avif
+    assert plan(f"url={URL}&w=10&q=20", s).save.quality_for("WEBP") == 20  # the query wins
+    assert plan(f"url={URL}&w=10", load(["--quality=keep"])).save.quality == "keep"
 
 
 def test_background_forms():

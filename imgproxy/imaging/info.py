@@ -1,0 +1,34 @@
+"""describe(data, plan) -> dict: what /info reports, read from the header only."""
+
+from __future__ import annotations
+
+from ..params import Plan
+from . import decode
+
+# Counting frames walks the file; past this many we stop and report "at least".
+MAX_FRAMES_COUNTED = 10_000
+
+
+def describe(data: bytes, plan: Plan) -> dict:
+    img = decode.open_image(data, plan.limits.input_formats)
+    decode.check_pixels("Source", img.size, plan.limits.max_source_pixels)
+    try:
+        frames = min(getattr(img, "n_frames", 1), MAX_FRAMES_COUNTED)
+    except decode.BROKEN as e:
+        raise decode.broken(e) from None
+    orientation = 0
+    try:
+        orientation = int(img.getexif().get(0x0112) or 0)
+    except Exception:  # broken EXIF: reported as absent, like rotate=auto treats it
+        orientation = 0
+    return {
+        "format": decode.served_format(img.format or ""),
+        "width": img.size[0],
+        "height": img.size[1],
+        "mode": img.mode,
+        "frames": frames,
+        "alpha": img.has_transparency_data,
+        "exif_orientation": orientation,
+        "icc_profile": bool(img.info.get("icc_profile")),
+        "bytes": len(data),
+    }
