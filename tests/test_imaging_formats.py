@@ -10,7 +10,7 @@ from PIL import Image, JpegImagePlugin, features
 from imgproxy.errors import Code, ProxyError
 from imgproxy.imaging import encode
 from imgproxy.imaging.pipeline import process
-from imgproxy.params import Limits, Noop, Resize, Rotate
+from imgproxy.params import AUTO, Limits, Noop, Resize, Rotate, Save
 from test_imaging_samples import blocks, encoded, make_plan, near, opened, run
 
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF")
@@ -171,10 +171,25 @@ def test_mpo_source_is_served_as_jpeg():
 
 def test_a_format_pillow_cannot_write_is_415_image_save():
     with pytest.raises(ProxyError) as e:
-        encode.output_format(None, "MPEG")
+        encode.output_format(Save(), "MPEG")
     assert (e.value.status, e.value.code) == (415, Code.IMAGE_SAVE)
-    assert encode.output_format(None, "MPO") == "JPEG"
-    assert encode.output_format("PNG", "JPEG") == "PNG"
+    assert encode.output_format(Save(), "MPO") == "JPEG"
+    assert encode.output_format(Save("PNG"), "JPEG") == "PNG"
+
+
+@pytest.mark.parametrize("accepts, expected", [
+    (("AVIF", "WEBP"), "AVIF" if features.check("avif") else "WEBP"),
+    (("WEBP",), "WEBP"),
+    ((), "PNG"),  # nothing modern accepted: the source's own format
+])
+def test_auto_format_takes_the_best_the_client_accepts(accepts, expected):
+    rendered, img = run(encoded(blocks(), "PNG"), Resize(64, 64), format=AUTO, accepts=accepts)
+    assert rendered.format == img.format == expected
+    assert rendered.content_type == encode.CONTENT_TYPES[expected]
+
+
+def test_auto_format_without_modern_formats_serves_an_mpo_as_jpeg():
+    assert run(_mpo(), Resize(64, 64), format=AUTO)[0].format == "JPEG"
 
 
 # --- quality, subsampling, progressive, optimize -----------------------------------
@@ -199,6 +214,26 @@ def test_quality_keep_reuses_the_source_tables():
     assert default.quantization != source_tables
     _, q90 = run(src, Resize(300, 200), quality=90)
     assert default.quantization == q90.quantization
+
+
+def test_each_format_has_its_own_default_quality():
+    src = encoded(PHOTO, "PNG")
+    defaults = (("JPEG", 70), ("WEBP", 40), ("AVIF", 30))
+    for fmt, quality in defaults[:2]:
+        default = process(src, make_plan(Rotate(0), format=fmt, default_qualities=defaults))
+        explicit = process(src, make_plan(Rotate(0), format=fmt, quality=quality))
+        assert default.body == explicit.body
+    given = process(src, make_plan(Rotate(0), format="WEBP", quality=90,
+                                   default_qualities=defaults))
+    assert given.body == process(src, make_plan(Rotate(0), format="WEBP", quality=90)).body
+
+
+def test_quality_keep_falls_back_to_the_formats_default():
+    src = encoded(PHOTO)  # a JPEG: its tables only fit JPEG output
+    defaults = (("JPEG", 70), ("WEBP", 40))
+    keep = process(src, make_plan(Rotate(0), format="WEBP", quality="keep",
+                                  default_qualities=defaults))
+    assert keep.body == process(src, make_plan(Rotate(0), format="WEBP", quality=40)).body
 
 
 def test_quality_keep_falls_back_to_default_without_a_jpeg_source():

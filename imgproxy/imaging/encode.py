@@ -9,20 +9,24 @@ Mode choices, per output format:
 - WEBP: RGB, or RGBA when there is any transparency; AVIF (when Pillow has it) also L.
 - GIF: P (quantised; alpha below 128 becomes the transparent index) or L.
 - TIFF: nearly every mode as it is; a palette's transparent index becomes alpha.
+
+Quality: q when given, else the output format's own default (Save.quality_for);
+q=keep reuses a JPEG source's quantisation tables for JPEG output, and means the
+format's default otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from io import BytesIO
 
 from PIL import Image
 
 from ..errors import Code, ProxyError
-from ..params import Color, Save
+from ..params import AUTO, Color, Save
 from .decode import JPEG_FORMATS, Source, served_format
 from .operations import eight_bit, flatten, to_rgb
 
-DEFAULT_QUALITY = 90
 CONTENT_TYPES = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -46,10 +50,17 @@ def content_type(fmt: str) -> str:
     return CONTENT_TYPES.get(fmt) or Image.MIME.get(fmt) or "application/octet-stream"
 
 
-def output_format(requested: str | None, source_format: str) -> str:
-    """The requested format, else the source's; 415 if Pillow cannot write it."""
-    fmt = requested or served_format(source_format)
+def output_format(save: Save, source_format: str) -> str:
+    """The requested format, else the source's; 415 if Pillow cannot write it.
+
+    fmt=auto takes the best modern format the client accepts (save.accepts, filled
+    in by negotiate.py) that this Pillow can write, else the source's format.
+    """
     Image.init()
+    fmt = save.format
+    if fmt == AUTO:
+        fmt = next((f for f in save.accepts if f in Image.SAVE), None)
+    fmt = fmt or served_format(source_format)
     if fmt not in Image.SAVE:
         raise ProxyError(415, Code.IMAGE_SAVE, f"Cannot save images as {fmt or 'unknown format'}")
     return fmt
@@ -104,7 +115,9 @@ def save_options(img: Image.Image, fmt: str, save: Save, source: Source) -> dict
     """Pillow save keyword arguments for the options the plan asks for."""
     options: dict = {}
     jpeg_source = source.format in JPEG_FORMATS
-    quality = save.quality if isinstance(save.quality, int) else DEFAULT_QUALITY
+    quality = save.quality_for(fmt)
+    if quality == "keep":  # only a JPEG source's tables can be kept; else the format's default
+        quality = dataclasses.replace(save, quality=None).quality_for(fmt)
     if fmt == "JPEG":
         if save.quality == "keep" and jpeg_source and source.qtables:
             options["qtables"] = source.qtables  # the source's own tables: same quality
@@ -129,7 +142,7 @@ def save_options(img: Image.Image, fmt: str, save: Save, source: Source) -> dict
 
 def encode(img: Image.Image, save: Save, source: Source) -> tuple[bytes, str]:
     """Write `img` in the plan's format; returns (body, Pillow format name)."""
-    fmt = output_format(save.format, source.format)
+    fmt = output_format(save, source.format)
     img = prepare(img, fmt, save.background)
     options = save_options(img, fmt, save, source)
     # Only what `options` says goes out: no metadata rides along from the source's info.
