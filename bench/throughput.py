@@ -38,6 +38,7 @@ SETTLE_SECONDS = 2.0  # between runs: let requests left in flight by the last on
 class Run:
     server: str
     mode: str
+    round: int
     load: loadgen.LoadResult
     cpu: dict[int, float]  # CPU seconds each process of the tree used during the load
     memory: common.MemoryPeak
@@ -126,10 +127,27 @@ def check_replies(server: servers.Server, paths: list[str]) -> bool:
     return len(bad) < len(paths)
 
 
+def wait_quiet(limit: float, most: float = 0.25) -> None:
+    """Wait up to `limit` seconds for a second in which other processes use < `most` cores."""
+    if limit <= 0:
+        return
+    started = time.monotonic()
+    while True:
+        t0, (b0, _), own0 = time.monotonic(), common.machine_cpu_seconds(), common.own_cpu_seconds()
+        time.sleep(1.0)
+        busy = (common.machine_cpu_seconds()[0] - b0 - (common.own_cpu_seconds() - own0)) / (
+            time.monotonic() - t0)
+        waited = time.monotonic() - started
+        if busy < most or waited >= limit:
+            print(f"  machine: other processes use {busy:.2f} cores"
+                  + (f" (waited {waited:.0f}s)" if waited > 1.5 else ""), flush=True)
+            return
+
+
 def run_server(server: servers.Server, source_urls: list[str], args, log: Path,
-               meter: MachineMeter) -> list[Run]:
+               meter: MachineMeter, round_: int) -> list[Run]:
     paths = [server.path(u) for u in source_urls]
-    print(f"\n{server.name}: {' '.join(server.command)}\n  log: {log}", flush=True)
+    print(f"\n{server.name}, round {round_}: {' '.join(server.command)}\n  log: {log}", flush=True)
     proc = common.start(server.command, log, cwd=server.cwd)
     runs = []
     try:
@@ -140,6 +158,7 @@ def run_server(server: servers.Server, source_urls: list[str], args, log: Path,
             return runs
         for mode in args.modes:
             time.sleep(SETTLE_SECONDS)
+            wait_quiet(args.wait_quiet)
             meter.start()
             before = common.tree_cpu_seconds(proc.pid)
             with common.MemorySampler(proc.pid) as sampler:
@@ -148,7 +167,7 @@ def run_server(server: servers.Server, source_urls: list[str], args, log: Path,
             after = common.tree_cpu_seconds(proc.pid)
             # A process gone by the end has its CPU in its parent's cutime now.
             cpu = {pid: t - before.get(pid, 0.0) for pid, t in after.items()}
-            run = Run(server.name, mode, load, cpu, sampler.peak, meter.stop(sum(cpu.values())))
+            run = Run(server.name, mode, round_, load, cpu, sampler.peak, meter.stop(sum(cpu.values())))
             runs.append(run)
             print_run(run)
             if proc.poll() is not None:
@@ -182,25 +201,42 @@ def fmt(value: float, spec: str = ".1f") -> str:
     return "n/a" if value != value else format(value, spec)  # NaN -> n/a
 
 
-def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
-    print(f"\nsummary: {args.connections} connections, {args.duration:g}s per mode, "
-          f"300x300 crop q85; floor {fmt(floor_ms or float('nan'))} ms/image")
-    header = (f"{'server':<9} {'mode':<10} {'req/s':>6} {'p50':>6} {'p90':>6} {'p99':>6} "
-              f"{'p99/p50':>7} {'errors':>6} {'CPU ms/req':>10} {'/floor':>6} "
-              f"{'RSS MB':>7} {'PSS MB':>7} {'others':>6}")
-    print(header)
-    for r in runs:
+def print_table(rows: list[tuple[str, Run]], floor_ms: float | None) -> None:
+    print(f"{'server':<9} {'mode':<10} {'round':>5} {'req/s':>6} {'p50':>6} {'p90':>6} "
+          f"{'p99':>6} {'p99/p50':>7} {'errors':>6} {'CPU ms/req':>10} {'/floor':>6} "
+          f"{'RSS MB':>7} {'PSS MB':>7} {'others':>6}")
+    for label, r in rows:
         ld = r.load
         ratio = r.cpu_ms_per_request / floor_ms if floor_ms else float("nan")
-        print(f"{r.server:<9} {r.mode:<10} {ld.rps:6.2f} {ld.p50_ms:6.0f} {ld.p90_ms:6.0f} "
-              f"{ld.p99_ms:6.0f} {fmt(ld.p99_ms / ld.p50_ms if ld.p50_ms else float('nan'), '.2f'):>7} "
+        print(f"{r.server:<9} {r.mode:<10} {label:>5} {ld.rps:6.2f} {ld.p50_ms:6.0f} "
+              f"{ld.p90_ms:6.0f} {ld.p99_ms:6.0f} "
+              f"{fmt(ld.p99_ms / ld.p50_ms if ld.p50_ms else float('nan'), '.2f'):>7} "
               f"{ld.errors:6d} {fmt(r.cpu_ms_per_request):>10} {fmt(ratio, '.2f'):>6} "
               f"{common.mb(r.memory.rss_kib):7.0f} {common.mb(r.memory.pss_kib):7.0f} "
               f"{r.machine.others:6.2f}")
-    by_key = {(r.server, r.mode): r for r in runs}
+
+
+def median_run(runs: list[Run]) -> Run:
+    """The run with the median req/s (the lower middle one for an even count)."""
+    ordered = sorted(runs, key=lambda r: r.load.rps)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
+    print(f"\nsummary: {args.connections} connections, {args.duration:g}s per mode, "
+          f"300x300 crop q85; floor {fmt(floor_ms or float('nan'))} CPU ms/image; "
+          f"'others' = cores used by other processes during the run")
+    print_table([(str(r.round), r) for r in runs], floor_ms)
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for r in runs:
+        groups.setdefault((r.server, r.mode), []).append(r)
+    chosen = {key: median_run(group) for key, group in groups.items()}
+    if any(len(group) > 1 for group in groups.values()):
+        print("\nthe run with the median req/s of each server and mode:")
+        print_table([(str(r.round), r) for r in chosen.values()], floor_ms)
     for peer in args.peer:
         for mode in args.modes:
-            ours, theirs = by_key.get(("imgproxy", mode)), by_key.get((peer, mode))
+            ours, theirs = chosen.get(("imgproxy", mode)), chosen.get((peer, mode))
             if ours and theirs and theirs.load.rps:
                 print(f"imgproxy / {peer} req/s, {mode}: {ours.load.rps / theirs.load.rps:.2f}x")
 
@@ -220,9 +256,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--modes", default="keep-alive,close",
                         help="comma-separated: keep-alive, close (both)")
     parser.add_argument("--floor-ms", type=float, default=None,
-                        help="single-core floor in ms per image; default: measure it first")
+                        help="single-core floor in CPU ms per image (floor.py's last line); "
+                             "default: measure it first")
     parser.add_argument("--floor-repeats", type=int, default=5, help="floor.py --repeats (5)")
     parser.add_argument("--no-imgproxy", action="store_true", help="run only the peer(s)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every server this many times, taking turns (1); the summary "
+                             "then also shows each one's median run")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before each run, wait up to this long for other processes to use "
+                             "under 0.25 cores (0: do not wait)")
     args = parser.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in args.modes if m not in MODES]
@@ -244,8 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     floor_ms = args.floor_ms
     if floor_ms is None:
         floor = measure_floor(args.dir, args.floor_repeats, args.repo)
-        floor_ms = floor["ms_per_image"]
-        print(f"floor: {floor_ms:.1f} ms per image ({floor['cpu_ms_per_image']:.1f} CPU ms), "
+        # CPU, not wall time: the ratio must not move with what else runs on that core.
+        floor_ms = floor["cpu_ms_per_image"]
+        print(f"floor: {floor_ms:.1f} CPU ms per image ({floor['ms_per_image']:.1f} ms wall), "
               f"{floor['images']} images, one core, median of {floor['repeats']}")
 
     origin_port = common.free_port()
@@ -260,10 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"origin: {len(photos)} photos from {folder} on 127.0.0.1:{origin_port}")
         chosen = ([] if args.no_imgproxy else [servers.Imgproxy]) + [
             {"thumbor": servers.Thumbor}[name] for name in args.peer]
-        for make in chosen:
-            server = make(common.free_port(), args.repo)
-            runs += run_server(server, source_urls, args, logs / f"{server.name}.log",
-                               MachineMeter(origin.pid))
+        for round_ in range(1, args.rounds + 1):
+            for make in chosen:
+                server = make(common.free_port(), args.repo)
+                runs += run_server(server, source_urls, args, logs / f"{server.name}.log",
+                                   MachineMeter(origin.pid), round_)
     except KeyboardInterrupt:
         print("\ninterrupted; stopping what was started")
         return 130
