@@ -57,11 +57,12 @@ def run(port: int, paths: list[str], connections: int, duration: float, keepaliv
 
 # --- wrk -------------------------------------------------------------------------------
 
-# Each wrk thread walks the path list from its own offset, one turn for all its connections
-# (so the mix of photos stays even), counts non-200 replies, and the main thread prints one
-# JSON line at the end.
+# Each wrk thread walks the path list from its own offset (spread evenly over the list), one
+# turn for all its connections (so the mix of photos stays even), counts non-200 replies, and
+# the main thread prints one JSON line at the end.
 _WRK_SCRIPT = """
 local paths = {%(paths)s}
+local thread_count = %(threads)d
 local connection = "%(connection)s"
 local threads = {}
 local next_id = 0
@@ -73,7 +74,7 @@ function setup(thread)
 end
 
 function init(args)
-  i = id * 7
+  i = id * math.floor(#paths / thread_count)
   non200 = 0
 end
 
@@ -101,11 +102,12 @@ end
 
 def run_wrk(port: int, paths: list[str], connections: int, duration: float,
             keepalive: bool) -> LoadResult:
-    lua = _WRK_SCRIPT % {"paths": ", ".join(json.dumps(p) for p in paths),
+    threads = min(2, connections)
+    lua = _WRK_SCRIPT % {"paths": ", ".join(json.dumps(p) for p in paths), "threads": threads,
                          "connection": "keep-alive" if keepalive else "close"}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", dir=common.CACHE, delete=False) as f:
         f.write(lua)
-    cmd = ["wrk", f"--threads={min(2, connections)}", f"--connections={connections}",
+    cmd = ["wrk", f"--threads={threads}", f"--connections={connections}",
            f"--duration={max(1, round(duration))}s", f"--timeout={int(REQUEST_TIMEOUT)}s",
            f"--script={f.name}", f"http://{HOST}:{port}/"]
     try:

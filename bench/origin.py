@@ -1,7 +1,8 @@
 """A static origin for the benchmarks: serves the files of one folder from memory on 127.0.0.1.
 
 Run by throughput.py as its own process, so its CPU is not counted as the server's.
-HTTP/1.1 with keep-alive, one thread per connection, files read once at start.
+HTTP/1.1 with keep-alive, one thread per connection, files read once at start. A file is
+found by the last segment of the path, so /v3/a.jpg is a.jpg under another URL.
 
     python bench/origin.py --port 8000 --dir /work/shared/corpus
 """
@@ -19,7 +20,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
-        name = unquote(urlsplit(self.path).path).lstrip("/")
+        name = unquote(urlsplit(self.path).path).rsplit("/", 1)[-1]
         found = self.server.files.get(name)
         body, ctype = found if found else (b"not found\n", "text/plain")
         self.send_response(200 if found else 404)

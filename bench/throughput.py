@@ -153,7 +153,7 @@ def run_server(server: servers.Server, source_urls: list[str], args, log: Path,
     try:
         common.wait_for_port(server.port, proc)
         time.sleep(1.0)  # workers and forks up
-        if not check_replies(server, paths):
+        if not check_replies(server, paths[:len(paths) // args.variants]):
             print(f"  skipping {server.name}: it answered no request with an image; see {log}")
             return runs
         for mode in args.modes:
@@ -260,6 +260,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "default: measure it first")
     parser.add_argument("--floor-repeats", type=int, default=5, help="floor.py --repeats (5)")
     parser.add_argument("--no-imgproxy", action="store_true", help="run only the peer(s)")
+    parser.add_argument("--variants", type=int, default=8,
+                        help="URLs per photo, taken in turn (8): no request is in flight twice")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run every server this many times, taking turns (1); the summary "
                              "then also shows each one's median run")
@@ -267,6 +269,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="before each run, wait up to this long for other processes to use "
                              "under 0.25 cores (0: do not wait)")
     args = parser.parse_args(argv)
+    args.variants = max(1, args.variants)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in args.modes if m not in MODES]
     if unknown:
@@ -286,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
     floor_ms = args.floor_ms
     if floor_ms is None:
+        wait_quiet(args.wait_quiet)
         floor = measure_floor(args.dir, args.floor_repeats, args.repo)
         # CPU, not wall time: the ratio must not move with what else runs on that core.
         floor_ms = floor["cpu_ms_per_image"]
@@ -293,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{floor['images']} images, one core, median of {floor['repeats']}")
 
     origin_port = common.free_port()
-    source_urls = [f"http://127.0.0.1:{origin_port}/{p.name}" for p in photos]
+    # Each photo under --variants URLs, so that no two requests in flight are ever the same
+    # one: a server that merges identical concurrent requests must still render every reply.
+    source_urls = [f"http://127.0.0.1:{origin_port}/v{k}/{p.name}"
+                   for k in range(args.variants) for p in photos]
     logs = common.CACHE / "logs"
     origin = None
     runs: list[Run] = []
@@ -301,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         origin = common.start([sys.executable, str(common.BENCH / "origin.py"),
                                f"--port={origin_port}", f"--dir={folder}"], logs / "origin.log")
         common.wait_for_port(origin_port, origin)
-        print(f"origin: {len(photos)} photos from {folder} on 127.0.0.1:{origin_port}")
+        print(f"origin: {len(photos)} photos from {folder} on 127.0.0.1:{origin_port}, "
+              f"each under {args.variants} URLs")
         chosen = ([] if args.no_imgproxy else [servers.Imgproxy]) + [
             {"thumbor": servers.Thumbor}[name] for name in args.peer]
         for round_ in range(1, args.rounds + 1):
