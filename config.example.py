@@ -41,7 +41,7 @@
 # --- decoding -------------------------------------------------------------
 # max_source_pixels = 50000000 # largest source (width x height), checked before decoding
 # max_output_pixels = 50000000 # largest image any operation may produce
-# input_formats = ["JPEG", "PNG", "GIF", "WEBP", "TIFF"]  # accepted source formats
+# input_formats = ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "AVIF"]  # accepted source formats
 
 # --- replies --------------------------------------------------------------
 # content_type_from_image = False  # kept for Pilbox configs: Content-Type always

@@ -157,7 +157,7 @@ class Settings:
     # decoding
     max_source_pixels: int = _option(50_000_000, _positive(_int), "largest source in pixels")
     max_output_pixels: int = _option(50_000_000, _positive(_int), "largest output in pixels")
-    input_formats: tuple[str, ...] = _option(("JPEG", "PNG", "GIF", "WEBP", "TIFF"), _formats,
+    input_formats: tuple[str, ...] = _option(("JPEG", "PNG", "GIF", "WEBP", "TIFF", "AVIF"), _formats,
                                              "source formats accepted")
     # replies
     content_type_from_image: bool = _option(False, _bool, "always name the output format in Content-Type")

@@ -94,7 +94,7 @@ class Save:
 class Limits:
     max_source_pixels: int = 50_000_000
     max_output_pixels: int = 50_000_000
-    input_formats: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "TIFF")
+    input_formats: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "AVIF")
 
 
 @dataclass(frozen=True, slots=True)

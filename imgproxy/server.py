@@ -65,11 +65,10 @@ class BaseHandler(tornado.web.RequestHandler):
             status, code, reason = error.status_code, 0, error.reason or self._reason
         else:
             status, code, reason = 500, 0, "Internal server error"
-        vary = self._headers.get("Vary")
         self.clear()
         self.set_default_headers()
-        if vary:
-            self.set_header("Vary", vary)
+        if getattr(self, "_vary", None):  # send_error cleared it; errors vary as well
+            self.set_header("Vary", self._vary)
         # A CDN must not pin a transient failure for long.
         self.set_header("Cache-Control", self.app.imgproxy_settings.error_cache_control)
         if status == 503:
@@ -82,11 +81,22 @@ class BaseHandler(tornado.web.RequestHandler):
         else:
             super().log_exception(typ, value, tb)
 
+    def finish(self, chunk=None):
+        self._flushed = super().finish(chunk)
+        return self._flushed
+
     async def _run(self, coro) -> None:
+        self.app.inflight += 1  # a graceful stop waits for these, reply sent
         try:
             await coro
         except ProxyError as e:
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+        finally:
+            try:
+                await getattr(self, "_flushed", None) or asyncio.sleep(0)
+            except Exception:  # the client went away: nothing left to wait for
+                pass
+            self.app.inflight -= 1
 
     def _access(self, args: dict[str, str], settings: Settings) -> tuple[tuple[str, ...], str]:
         """Operations and source URL, after Pilbox's first checks and access control."""
@@ -116,7 +126,8 @@ class ImageHandler(BaseHandler):
         # 4. format negotiation (fmt=auto)
         plan, varies = negotiate(plan, self.request.headers.get("Accept"))
         if varies:
-            self.set_header("Vary", "Accept")
+            self._vary = "Accept"
+            self.set_header("Vary", self._vary)
         key = entry_key(repr(plan))
         client_etag = self.request.headers.get("If-None-Match")
         # 5. the result cache: a hit needs no fetch and no decode
@@ -257,6 +268,7 @@ class Application(tornado.web.Application):
         self.coalescer = Coalescer()
         self.metrics = Metrics(pool.stats)
         self.validators: dict[str, tuple[str | None, str | None]] = {}
+        self.inflight = 0
         super().__init__(
             [(r"/", ImageHandler), (r"/info", InfoHandler), (r"/health", HealthHandler),
              (r"/metrics", MetricsHandler)],
@@ -326,7 +338,12 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
 
     log.info("stopping: no new connections, finishing running work")
     server.stop()
-    await pool.close(grace=settings.process_timeout)
+    # Requests still fetching or queued finish first (bounded), then the workers stop.
+    grace = settings.timeout + settings.process_timeout
+    deadline = loop.time() + grace
+    while app.inflight and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    await pool.close(grace=max(1.0, deadline - loop.time()))
     await server.close_all_connections()
     fetcher.close()
     log.info("stopped")

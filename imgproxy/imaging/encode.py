@@ -43,23 +43,32 @@ WRITABLE_MODES = {
     "AVIF": ("L", "RGB", "RGBA"),
     "TIFF": ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "I;16", "I;16B", "I", "F"),
 }
-_KEEPS_TRANSPARENT_COLOUR = ("PNG",)  # formats that store a transparent index/colour
+_KEEPS_TRANSPARENT_COLOUR = ("PNG",)
+_UNIVERSAL = ("JPEG", "PNG", "GIF")  # what fmt=auto falls back to: every browser shows them  # formats that store a transparent index/colour
 
 
 def content_type(fmt: str) -> str:
     return CONTENT_TYPES.get(fmt) or Image.MIME.get(fmt) or "application/octet-stream"
 
 
-def output_format(save: Save, source_format: str) -> str:
+def output_format(save: Save, source_format: str, has_alpha: bool = False) -> str:
     """The requested format, else the source's; 415 if Pillow cannot write it.
 
     fmt=auto takes the best modern format the client accepts (save.accepts, filled
-    in by negotiate.py) that this Pillow can write, else the source's format.
+    in by negotiate.py) that this Pillow can write. Failing that, a format every
+    browser shows: the source's if it is JPEG, PNG or GIF, else JPEG; and PNG
+    rather than JPEG when the image has transparency to keep.
     """
     Image.init()
     fmt = save.format
     if fmt == AUTO:
         fmt = next((f for f in save.accepts if f in Image.SAVE), None)
+        if fmt is None:
+            fmt = served_format(source_format)
+            if fmt not in _UNIVERSAL:
+                fmt = "JPEG"
+            if fmt == "JPEG" and has_alpha:
+                fmt = "PNG"
     fmt = fmt or served_format(source_format)
     if fmt not in Image.SAVE:
         raise ProxyError(415, Code.IMAGE_SAVE, f"Cannot save images as {fmt or 'unknown format'}")
@@ -142,7 +151,7 @@ def save_options(img: Image.Image, fmt: str, save: Save, source: Source) -> dict
 
 def encode(img: Image.Image, save: Save, source: Source) -> tuple[bytes, str]:
     """Write `img` in the plan's format; returns (body, Pillow format name)."""
-    fmt = output_format(save, source.format)
+    fmt = output_format(save, source.format, img.has_transparency_data)
     img = prepare(img, fmt, save.background)
     options = save_options(img, fmt, save, source)
     # Only what `options` says goes out: no metadata rides along from the source's info.
