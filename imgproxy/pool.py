@@ -154,8 +154,18 @@ class Pool:
             if not self._closing:
                 self.restarts += 1
                 log.warning("worker %s exited; starting a replacement", worker.pid)
-                self._workers.append(self._spawn())
-                self._wake_next()
+                self._replace()
+
+    def _replace(self) -> None:
+        if self._closing:
+            return
+        try:
+            self._workers.append(self._spawn())
+        except Exception:  # e.g. out of processes: try again shortly, /health shows it
+            log.exception("cannot start a worker; retrying in a second")
+            asyncio.get_running_loop().call_later(1.0, self._replace)
+            return
+        self._wake_next()
 
     async def close(self, grace: float = 10.0) -> None:
         """Finish running tasks (up to `grace` seconds), then stop every worker."""
