@@ -67,8 +67,8 @@
 # format = None                # fmt: jpeg, png, gif, webp, tiff, avif, or auto (by the
 #                              #   Accept header); None = source format
 # quality = 90                 # q: 1-99 or "keep" (JPEG, and formats without their own)
-# quality_webp = 80            # quality of WebP output when q is not given
-# quality_avif = 60            # quality of AVIF output when q is not given
+# quality_webp = 90            # quality of WebP output when q is not given
+# quality_avif = 85            # quality of AVIF output when q is not given
 # optimize = False             # opt
 # progressive = False          # prog
 # preserve_exif = False        # exif

@@ -183,8 +183,8 @@ class Settings:
     preserve_exif: bool = _option(False, _query_value(params.parse_preserve_exif), "default exif")
     progressive: bool = _option(False, _query_value(params.parse_progressive), "default progressive")
     quality: int | str = _option(90, _query_value(params.parse_quality), "default quality, 1-99 or keep")
-    quality_webp: int = _option(80, _query_value(params.parse_quality), "default quality of WebP output")
-    quality_avif: int = _option(60, _query_value(params.parse_quality), "default quality of AVIF output")
+    quality_webp: int = _option(90, _query_value(params.parse_quality), "default quality of WebP output")
+    quality_avif: int = _option(85, _query_value(params.parse_quality), "default quality of AVIF output")
     retain: int = _option(75, _query_value(params.parse_retain), "default adapt retain percent")
 
     @property

@@ -81,7 +81,7 @@ class Save:
     progressive: bool = False
     preserve_exif: bool = False
     background: Color = (255, 255, 255, 0)
-    default_qualities: tuple[tuple[str, int], ...] = (("JPEG", 90), ("WEBP", 90), ("AVIF", 90))
+    default_qualities: tuple[tuple[str, int], ...] = (("JPEG", 90), ("WEBP", 90), ("AVIF", 85))
     accepts: tuple[str, ...] = ()  # for AUTO: modern formats the client takes, best first
 
     def quality_for(self, fmt: str) -> int | str:
