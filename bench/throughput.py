@@ -216,10 +216,10 @@ def print_table(rows: list[tuple[str, Run]], floor_ms: float | None) -> None:
               f"{r.machine.others:6.2f}")
 
 
-def median_run(runs: list[Run]) -> Run:
-    """The run with the median req/s (the lower middle one for an even count)."""
-    ordered = sorted(runs, key=lambda r: r.load.rps)
-    return ordered[(len(ordered) - 1) // 2]
+def quietest_run(runs: list[Run]) -> Run:
+    """The run during which other processes took the least CPU: on a shared machine the one
+    that says most about the server itself."""
+    return min(runs, key=lambda r: r.machine.others)
 
 
 def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
@@ -230,15 +230,18 @@ def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
     groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:
         groups.setdefault((r.server, r.mode), []).append(r)
-    chosen = {key: median_run(group) for key, group in groups.items()}
+    chosen = {key: quietest_run(group) for key, group in groups.items()}
     if any(len(group) > 1 for group in groups.values()):
-        print("\nthe run with the median req/s of each server and mode:")
+        print("\nthe quietest run of each server and mode (least CPU taken by other processes):")
         print_table([(str(r.round), r) for r in chosen.values()], floor_ms)
     for peer in args.peer:
         for mode in args.modes:
             ours, theirs = chosen.get(("imgproxy", mode)), chosen.get((peer, mode))
             if ours and theirs and theirs.load.rps:
-                print(f"imgproxy / {peer} req/s, {mode}: {ours.load.rps / theirs.load.rps:.2f}x")
+                print(f"imgproxy / {peer}, {mode}: req/s {ours.load.rps / theirs.load.rps:.2f}x; "
+                      f"CPU per request {ours.cpu_ms_per_request / theirs.cpu_ms_per_request:.2f}x "
+                      f"(so {theirs.cpu_ms_per_request / ours.cpu_ms_per_request:.2f}x the "
+                      f"requests per CPU second)")
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -264,7 +267,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="URLs per photo, taken in turn (8): no request is in flight twice")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run every server this many times, taking turns (1); the summary "
-                             "then also shows each one's median run")
+                             "then also shows each one's quietest run, and compares those")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before each run, wait up to this long for other processes to use "
                              "under 0.25 cores (0: do not wait)")
