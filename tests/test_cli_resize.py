@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_imaging_samples import blocks, encoded
 
 from imgproxy import params
 from imgproxy.cli import resize
 from imgproxy.config import Settings
 from imgproxy.imaging.pipeline import process
-from test_imaging_samples import blocks, encoded
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,9 +4,9 @@ import subprocess
 import sys
 
 import pytest
+from support import ROOT
 
 from imgproxy.config import ConfigError, Settings, load, usage
-from support import ROOT
 
 
 def test_defaults_match_pilbox():

@@ -5,18 +5,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
+from support import Origin, decode, encode, free_port, quadrants
 
 from imgproxy.signature import sign
-from support import Origin, decode, encode, free_port, quadrants
 
 JPEG = encode(quadrants(), "JPEG")
 
@@ -81,7 +79,7 @@ def test_metrics_count_requests_stages_bytes_and_restarts(start_proxy, origin):
     assert sample(m, "imgproxy_pool_queue_length") == 0
     assert sample(m, "imgproxy_worker_restarts_total") == 0
     # a worker killed from outside shows up as a restart
-    from test_pool import workers_of, wait_for
+    from test_pool import wait_for, workers_of
     os.kill(workers_of(p)[0], signal.SIGKILL)
     assert wait_for(lambda: sample(metrics(p), "imgproxy_worker_restarts_total") == 1, 3.0)
 

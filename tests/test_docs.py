@@ -2,8 +2,9 @@
 
 import re
 
-from imgproxy.config import Settings
 from support import ROOT
+
+from imgproxy.config import Settings
 
 README = (ROOT / "README.rst").read_text()
 

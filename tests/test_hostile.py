@@ -17,9 +17,9 @@ from urllib.parse import quote
 
 import pytest
 from PIL import Image
+from support import descendants, encode, quadrants
 
 from imgproxy.addresses import is_public
-from support import descendants, encode, quadrants
 
 JPEG = encode(quadrants(), "JPEG")
 

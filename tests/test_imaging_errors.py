@@ -7,11 +7,11 @@ import zlib
 
 import pytest
 from PIL import Image
+from test_imaging_samples import H, W, blocks, encoded, make_plan, run
 
 from imgproxy.errors import Code, ProxyError
 from imgproxy.imaging.pipeline import process
 from imgproxy.params import Limits, Noop, Region, Resize, Rotate
-from test_imaging_samples import H, W, blocks, encoded, make_plan, run
 
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF")
 JPEG = encoded(blocks())

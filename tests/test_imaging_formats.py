@@ -6,12 +6,12 @@ from io import BytesIO
 
 import pytest
 from PIL import Image, JpegImagePlugin, features
+from test_imaging_samples import blocks, encoded, make_plan, near, opened, run
 
 from imgproxy.errors import Code, ProxyError
 from imgproxy.imaging import encode
 from imgproxy.imaging.pipeline import process
 from imgproxy.params import AUTO, Limits, Noop, Resize, Rotate, Save
-from test_imaging_samples import blocks, encoded, make_plan, near, opened, run
 
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF")
 ALL_INPUTS = Limits(input_formats=FORMATS)

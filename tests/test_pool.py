@@ -8,7 +8,6 @@ from urllib.parse import quote
 
 import pytest
 from PIL import Image
-
 from support import alive, children, descendants, encode, quadrants
 
 # Work that keeps a worker busy for a second or more: upscaling to ~49 MP with Lanczos.

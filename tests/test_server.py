@@ -9,9 +9,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from support import ROOT, encode, free_port, quadrants
 
 from imgproxy.signature import sign
-from support import ROOT, decode, encode, free_port, quadrants
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_one_log_line_per_request(proxy, photo):
     proxy.get(q(photo[1], w=11, marker="logline"))
     for _ in range(100):  # the line is written just after the reply is sent
         log = proxy.log()
-        line = [l for l in log.splitlines() if "marker=logline" in l]
+        line = [entry for entry in log.splitlines() if "marker=logline" in entry]
         if line:
             break
         time.sleep(0.02)
