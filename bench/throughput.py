@@ -93,9 +93,9 @@ class MachineMeter:
 def measure_floor(folder: Path | None, repeats: int, repo: Path) -> dict:
     """floor.py in a child process (it pins itself to one CPU; we must not be pinned)."""
     cmd = [sys.executable, str(common.BENCH / "floor.py"), "--json", f"--repeats={repeats}",
-           f"--repo={repo}"]
+           f"--repo={repo.resolve()}"]
     if folder is not None:
-        cmd.append(f"--dir={folder}")
+        cmd.append(f"--dir={folder.resolve()}")
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=common.REPO)
     if out.returncode != 0:
         raise RuntimeError(f"floor.py failed:\n{out.stderr.strip()}")
@@ -135,7 +135,7 @@ def wait_quiet(limit: float, most: float = 0.25) -> None:
     while True:
         t0, (b0, _), own0 = time.monotonic(), common.machine_cpu_seconds(), common.own_cpu_seconds()
         time.sleep(1.0)
-        busy = (common.machine_cpu_seconds()[0] - b0 - (common.own_cpu_seconds() - own0)) / (
+        busy = max(0.0, common.machine_cpu_seconds()[0] - b0 - (common.own_cpu_seconds() - own0)) / (
             time.monotonic() - t0)
         waited = time.monotonic() - started
         if busy < most or waited >= limit:
@@ -216,10 +216,17 @@ def print_table(rows: list[tuple[str, Run]], floor_ms: float | None) -> None:
               f"{r.machine.others:6.2f}")
 
 
-def quietest_run(runs: list[Run]) -> Run:
-    """The run during which other processes took the least CPU: on a shared machine the one
-    that says most about the server itself."""
-    return min(runs, key=lambda r: r.machine.others)
+QUIET = 0.10  # cores: a run during which other processes used less than this counts as quiet
+
+
+def quiet_runs(runs: list[Run]) -> list[Run]:
+    """The runs during which other processes took under QUIET cores; else the quietest one."""
+    return [r for r in runs if r.machine.others < QUIET] or [min(runs, key=lambda r: r.machine.others)]
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
 
 
 def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
@@ -230,18 +237,20 @@ def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
     groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:
         groups.setdefault((r.server, r.mode), []).append(r)
-    chosen = {key: quietest_run(group) for key, group in groups.items()}
-    if any(len(group) > 1 for group in groups.values()):
-        print("\nthe quietest run of each server and mode (least CPU taken by other processes):")
-        print_table([(str(r.round), r) for r in chosen.values()], floor_ms)
+    chosen = {key: quiet_runs(group) for key, group in groups.items()}
+    if len(runs) > len(groups):
+        print(f"\nquiet runs (other processes under {QUIET:.2f} cores; else each one's quietest):")
+        print_table([(str(r.round), r) for group in chosen.values() for r in group], floor_ms)
     for peer in args.peer:
         for mode in args.modes:
             ours, theirs = chosen.get(("imgproxy", mode)), chosen.get((peer, mode))
-            if ours and theirs and theirs.load.rps:
-                print(f"imgproxy / {peer}, {mode}: req/s {ours.load.rps / theirs.load.rps:.2f}x; "
-                      f"CPU per request {ours.cpu_ms_per_request / theirs.cpu_ms_per_request:.2f}x "
-                      f"(so {theirs.cpu_ms_per_request / ours.cpu_ms_per_request:.2f}x the "
-                      f"requests per CPU second)")
+            if not (ours and theirs):
+                continue
+            rps = mean(r.load.rps for r in ours) / mean(r.load.rps for r in theirs)
+            cpu = mean(r.cpu_ms_per_request for r in ours) / mean(r.cpu_ms_per_request for r in theirs)
+            print(f"imgproxy / {peer}, {mode} (mean of {len(ours)} and {len(theirs)} runs): "
+                  f"req/s {rps:.2f}x; CPU per request {cpu:.2f}x "
+                  f"(so {1 / cpu:.2f}x the requests per CPU second)")
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -267,7 +276,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="URLs per photo, taken in turn (8): no request is in flight twice")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run every server this many times, taking turns (1); the summary "
-                             "then also shows each one's quietest run, and compares those")
+                             "then compares the means of the quiet runs")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before each run, wait up to this long for other processes to use "
                              "under 0.25 cores (0: do not wait)")
@@ -282,6 +291,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows as it happens, even in a file
     # A plain `kill` of this script still runs the finally blocks that stop our children.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     photos = common.workload(args.dir)
