@@ -53,6 +53,21 @@ def _send_frame(sock: socket.socket, obj: Any) -> None:
     sock.sendall(_HEADER.pack(len(payload)) + payload)
 
 
+def _memory_releaser():
+    """A function that hands freed heap memory back to the OS (glibc), else a no-op.
+
+    A progressive JPEG keeps every DCT coefficient of the full-size image while it
+    decodes; glibc keeps such freed blocks in the heap, so without this each worker
+    would stay at its largest image's size for good.
+    """
+    try:
+        import ctypes
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
 def _worker_main(sock: socket.socket, memory_limit: int | None) -> None:
     # The parent handles signals; a worker is stopped by closing its socket or SIGKILL.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -63,6 +78,7 @@ def _worker_main(sock: socket.socket, memory_limit: int | None) -> None:
     from .imaging import faces, info, pipeline
     faces.load()
     tasks = {"process": pipeline.process, "describe": info.describe}
+    release_memory = _memory_releaser()
     while True:
         header = _recv_exact(sock, _HEADER.size)
         if header is None:
@@ -84,6 +100,8 @@ def _worker_main(sock: socket.socket, memory_limit: int | None) -> None:
             result = ("error", 500, 0, "Internal error while processing the image")
         del data
         _send_frame(sock, result)
+        del result
+        release_memory()
 
 
 # --- the parent side (runs on the event loop) ------------------------------------
