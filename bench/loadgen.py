@@ -105,6 +105,7 @@ def run_wrk(port: int, paths: list[str], connections: int, duration: float,
     threads = min(2, connections)
     lua = _WRK_SCRIPT % {"paths": ", ".join(json.dumps(p) for p in paths), "threads": threads,
                          "connection": "keep-alive" if keepalive else "close"}
+    common.CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", dir=common.CACHE, delete=False) as f:
         f.write(lua)
     cmd = ["wrk", f"--threads={threads}", f"--connections={connections}",
