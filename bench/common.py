@@ -176,15 +176,30 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def tree_cpu_seconds(root: int) -> dict[int, float]:
-    """CPU seconds of each live process in the tree: its utime+stime plus its cutime+cstime,
-    the CPU of children that exited and that it reaped (a replaced worker's time moves to its
-    parent's cutime when reaped), so the difference of two sums counts every process once."""
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds in user and in system (kernel) mode."""
+    user: float = 0.0
+    system: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.user + self.system
+
+    def __sub__(self, other: "Cpu") -> "Cpu":
+        return Cpu(self.user - other.user, self.system - other.system)
+
+
+def tree_cpu(root: int) -> dict[int, Cpu]:
+    """CPU of each live process in the tree: its utime/stime plus its cutime/cstime, the CPU
+    of children that exited and that it reaped (a replaced worker's time moves to its parent
+    when reaped), so the difference of two sums counts every process once."""
     cpu = {}
     for pid in process_tree(root):
         fields = _stat_fields(pid)
-        if fields:
-            cpu[pid] = sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLK_TCK  # stat 14-17
+        if fields:  # stat fields 14-17: utime, stime, cutime, cstime
+            utime, stime, cutime, cstime = (int(fields[i]) for i in (11, 12, 13, 14))
+            cpu[pid] = Cpu((utime + cutime) / CLK_TCK, (stime + cstime) / CLK_TCK)
     return cpu
 
 

@@ -40,13 +40,17 @@ class Run:
     mode: str
     round: int
     load: loadgen.LoadResult
-    cpu: dict[int, float]  # CPU seconds each process of the tree used during the load
+    cpu: dict[int, common.Cpu]  # what each process of the tree used during the load
     memory: common.MemoryPeak
     machine: "Machine"
 
     @property
     def cpu_seconds(self) -> float:
-        return sum(self.cpu.values())
+        return sum(c.total for c in self.cpu.values())
+
+    @property
+    def system_seconds(self) -> float:
+        return sum(c.system for c in self.cpu.values())
 
     @property
     def cpu_ms_per_request(self) -> float:
@@ -74,7 +78,7 @@ class MachineMeter:
 
     def _read(self) -> tuple[float, float, float, float]:
         busy, steal = common.machine_cpu_seconds()
-        harness = common.own_cpu_seconds() + sum(common.tree_cpu_seconds(self.origin_pid).values())
+        harness = common.own_cpu_seconds() + sum(c.total for c in common.tree_cpu(self.origin_pid).values())
         return time.monotonic(), busy, steal, harness
 
     def start(self) -> None:
@@ -160,14 +164,15 @@ def run_server(server: servers.Server, source_urls: list[str], args, log: Path,
             time.sleep(SETTLE_SECONDS)
             wait_quiet(args.wait_quiet)
             meter.start()
-            before = common.tree_cpu_seconds(proc.pid)
+            before = common.tree_cpu(proc.pid)
             with common.MemorySampler(proc.pid) as sampler:
                 load = loadgen.run(server.port, paths, args.connections, args.duration,
                                    MODES[mode], args.client)
-            after = common.tree_cpu_seconds(proc.pid)
+            after = common.tree_cpu(proc.pid)
             # A process gone by the end has its CPU in its parent's cutime now.
-            cpu = {pid: t - before.get(pid, 0.0) for pid, t in after.items()}
-            run = Run(server.name, mode, round_, load, cpu, sampler.peak, meter.stop(sum(cpu.values())))
+            cpu = {pid: t - before.get(pid, common.Cpu()) for pid, t in after.items()}
+            run = Run(server.name, mode, round_, load, cpu, sampler.peak,
+                      meter.stop(sum(c.total for c in cpu.values())))
             runs.append(run)
             print_run(run)
             if proc.poll() is not None:
@@ -184,7 +189,8 @@ def print_run(run: Run) -> None:
     print(f"  {run.mode:<10} {ld.rps:6.2f} req/s  ({ld.requests} in {ld.duration:.1f}s, {ld.client})  "
           f"p50 {ld.p50_ms:.0f}  p90 {ld.p90_ms:.0f}  p99 {ld.p99_ms:.0f}  max {ld.max_ms:.0f} ms  "
           f"errors {ld.errors} (non-200 {ld.non_200}, socket {ld.socket_errors})")
-    print(f"  {'':<10} CPU {run.cpu_ms_per_request:.1f} ms/req ({run.cpu_seconds:.1f}s)  "
+    print(f"  {'':<10} CPU {run.cpu_ms_per_request:.1f} ms/req ({run.cpu_seconds:.1f}s, "
+          f"{run.system_seconds:.1f}s of it in the kernel)  "
           f"peak RSS {common.mb(mem.rss_kib):.0f} MB  peak PSS {common.mb(mem.pss_kib):.0f} MB "
           f"(sum over {mem.processes} processes, max of {mem.samples} samples)")
     m = run.machine
@@ -193,8 +199,9 @@ def print_run(run: Run) -> None:
           f"; steal {m.steal:.2f}")
     for pid in sorted(set(run.cpu) | set(mem.per_process_pss)):
         name, pss = mem.per_process_pss.get(pid, ("?", 0))
-        cpu = run.cpu.get(pid, float("nan"))
-        print(f"  {'':<10}   pid {pid:<7} {name:<16} CPU {cpu:5.1f}s  peak PSS {common.mb(pss):6.1f} MB")
+        cpu = run.cpu.get(pid, common.Cpu(float("nan"), float("nan")))
+        print(f"  {'':<10}   pid {pid:<7} {name:<16} CPU {cpu.total:5.1f}s (kernel {cpu.system:4.1f}s)  "
+              f"peak PSS {common.mb(pss):6.1f} MB")
 
 
 def fmt(value: float, spec: str = ".1f") -> str:
