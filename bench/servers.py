@@ -42,6 +42,19 @@ class Imgproxy(Server):
         return f"/?url={quote(source_url, safe='')}&{common.QUERY}"
 
 
+class ImgproxyCached(Imgproxy):
+    """imgproxy with its filesystem result cache, fully warmed before the load: every
+    request is a hit, answered without fetching or decoding."""
+
+    warm_all = True
+
+    def __init__(self, port: int, repo: Path = common.REPO, workers: int = 2):
+        super().__init__(port, repo, workers)
+        cache = common.CACHE / "result-cache" / str(port)
+        self.command.append(f"--cache_dir={cache}")
+        self.name = "imgproxy+cache"
+
+
 # No storage of sources or results (every request fetches and renders, as ours does),
 # baseline JPEG at our quality, PIL engine and HTTP loader as by default.
 THUMBOR_CONF = f"""\

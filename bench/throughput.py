@@ -157,7 +157,9 @@ def run_server(server: servers.Server, source_urls: list[str], args, log: Path,
     try:
         common.wait_for_port(server.port, proc)
         time.sleep(1.0)  # workers and forks up
-        if not check_replies(server, paths[:len(paths) // args.variants]):
+        # A cached server gets every URL once, so that the load only ever hits.
+        warm = paths if getattr(server, "warm_all", False) else paths[:len(paths) // args.variants]
+        if not check_replies(server, warm):
             print(f"  skipping {server.name}: it answered no request with an image; see {log}")
             return runs
         for mode in args.modes:
@@ -209,13 +211,13 @@ def fmt(value: float, spec: str = ".1f") -> str:
 
 
 def print_table(rows: list[tuple[str, Run]], floor_ms: float | None) -> None:
-    print(f"{'server':<9} {'mode':<10} {'round':>5} {'req/s':>6} {'p50':>6} {'p90':>6} "
+    print(f"{'server':<14} {'mode':<10} {'round':>5} {'req/s':>6} {'p50':>6} {'p90':>6} "
           f"{'p99':>6} {'p99/p50':>7} {'errors':>6} {'CPU ms/req':>10} {'/floor':>6} "
           f"{'RSS MB':>7} {'PSS MB':>7} {'others':>6}")
     for label, r in rows:
         ld = r.load
         ratio = r.cpu_ms_per_request / floor_ms if floor_ms else float("nan")
-        print(f"{r.server:<9} {r.mode:<10} {label:>5} {ld.rps:6.2f} {ld.p50_ms:6.0f} "
+        print(f"{r.server:<14} {r.mode:<10} {label:>5} {ld.rps:6.2f} {ld.p50_ms:6.0f} "
               f"{ld.p90_ms:6.0f} {ld.p99_ms:6.0f} "
               f"{fmt(ld.p99_ms / ld.p50_ms if ld.p50_ms else float('nan'), '.2f'):>7} "
               f"{ld.errors:6d} {fmt(r.cpu_ms_per_request):>10} {fmt(ratio, '.2f'):>6} "
@@ -258,6 +260,12 @@ def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
             print(f"imgproxy / {peer}, {mode} (mean of {len(ours)} and {len(theirs)} runs): "
                   f"req/s {rps:.2f}x; CPU per request {cpu:.2f}x "
                   f"(so {1 / cpu:.2f}x the requests per CPU second)")
+    for mode in args.modes:
+        cold, warm = chosen.get(("imgproxy", mode)), chosen.get(("imgproxy+cache", mode))
+        if cold and warm:
+            hit, miss = mean(r.load.rps for r in warm), mean(r.load.rps for r in cold)
+            print(f"warm result cache / uncached, {mode}: req/s {hit:.1f} vs {miss:.1f} ({hit / miss:.1f}x); "
+                  f"p50 {mean(r.load.p50_ms for r in warm):.1f} ms, p99 {mean(r.load.p99_ms for r in warm):.1f} ms")
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -279,6 +287,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "default: measure it first")
     parser.add_argument("--floor-repeats", type=int, default=5, help="floor.py --repeats (5)")
     parser.add_argument("--no-imgproxy", action="store_true", help="run only the peer(s)")
+    parser.add_argument("--no-cached", dest="cached", action="store_false",
+                        help="skip the run of imgproxy with a warm result cache (every request a hit)")
     parser.add_argument("--variants", type=int, default=8,
                         help="URLs per photo, taken in turn (8): no request is in flight twice")
     parser.add_argument("--rounds", type=int, default=1,
@@ -332,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
               f"each under {args.variants} URLs")
         chosen = ([] if args.no_imgproxy else [servers.Imgproxy]) + [
             {"thumbor": servers.Thumbor}[name] for name in args.peer]
+        if args.cached and not args.no_imgproxy:
+            chosen.append(servers.ImgproxyCached)
         for round_ in range(1, args.rounds + 1):
             for make in chosen:
                 server = make(common.free_port(), args.repo)
