@@ -205,8 +205,9 @@ class Pool:
         """Finish running tasks (up to `grace` seconds), then stop every worker."""
         self._closing = True
         while self._waiting:
-            self._waiting.popleft().set_exception(
-                ProxyError(503, Code.BUSY, "Server is shutting down"))
+            waiting = self._waiting.popleft()
+            if not waiting.done():
+                waiting.set_exception(ProxyError(503, Code.BUSY, "Server is shutting down"))
         deadline = time.monotonic() + grace
         while any(w.busy for w in self._workers) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -218,9 +219,6 @@ class Pool:
             if w.process.is_alive():
                 w.kill()
                 w.process.join(1.0)
-
-    def worker_pids(self) -> list[int]:
-        return [w.pid for w in self._workers if w.pid]
 
     def stats(self) -> PoolStats:
         alive = sum(1 for w in self._workers if w.process.is_alive())

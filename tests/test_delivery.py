@@ -352,3 +352,34 @@ def test_redis_outage_is_tolerated_and_counted(start_proxy, origin, redis_server
     assert time.monotonic() - started < 5
     m = metrics(p)
     assert sample(m, "imgproxy_cache_requests_total", result="error") >= 1
+
+
+def test_health_is_503_when_no_worker_is_alive():
+    """The real application over real HTTP, with a pool none of whose workers is alive."""
+    import asyncio
+    import json
+
+    from tornado.httpclient import AsyncHTTPClient
+    from tornado.httpserver import HTTPServer
+
+    from imgproxy.config import Settings
+    from imgproxy.fetch import Fetcher
+    from imgproxy.pool import Pool
+    from imgproxy.server import Application
+
+    async def scenario():
+        settings = Settings()
+        pool = Pool(size=1, max_queue=1, task_timeout=1.0)  # never started: no worker alive
+        app = Application(settings, pool, Fetcher(settings))
+        server = HTTPServer(app)
+        port = free_port()
+        server.listen(port, "127.0.0.1")
+        try:
+            r = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/health", raise_error=False)
+            return r.code, json.loads(r.body)
+        finally:
+            server.stop()
+
+    code, body = asyncio.run(scenario())
+    assert code == 503 and body["status"] == "unavailable"
+    assert body["workers"] == {"alive": 0, "total": 1, "busy": 0}
