@@ -220,7 +220,8 @@ class HealthHandler(BaseHandler):
             "queue": stats.queued,
             "libraries": {
                 "pillow": PIL.__version__,
-                "libjpeg": features.version("jpg"),
+                # libjpeg-turbo's own version; "jpg" alone gives the API level (6.2)
+                "libjpeg": features.version("libjpeg_turbo") or features.version("jpg"),
                 "libwebp": features.version("webp"),
                 "libavif": features.version("avif"),
             },
