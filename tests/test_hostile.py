@@ -263,12 +263,27 @@ def test_output_pixel_limit(start_proxy, origin, extra):
 
 
 def test_many_frame_gif_costs_its_first_frame(proxy, origin):
-    frames = [Image.new("P", (64, 64), i % 256) for i in range(3000)]
+    frames = [Image.new("L", (64, 64), (i * 7) % 256) for i in range(3000)]
     buf = io.BytesIO()
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=10)
+    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 3000
     url = origin.serve("/frames.gif", buf.getvalue(), content_type="image/gif")
     r = proxy.get(q(url, "w=32&h=32"))
     assert r.image.size == (32, 32) and getattr(r.image, "n_frames", 1) == 1
+
+
+def test_frames_count_against_the_source_pixel_cap(start_proxy, origin):
+    p = start_proxy("--max_source_pixels=100000")  # 40 frames of 100x100 = 400,000 pixels
+    frames = [Image.new("L", (100, 100), i * 5) for i in range(40)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 40
+    url = origin.serve("/many-frames.gif", buf.getvalue(), content_type="image/gif")
+    r = p.get(q(url))
+    assert_error(r, 413, 203)
+    assert "40 frames" in r.json["error"]
+    one = origin.serve("/one-frame.gif", encode(frames[0], "GIF"), content_type="image/gif")
+    assert p.get(q(one)).image.size == (20, 20)
 
 
 def test_truncated_image_is_422(proxy, origin):

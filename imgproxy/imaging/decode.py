@@ -41,14 +41,23 @@ def broken(error: BaseException) -> ProxyError:
     return ProxyError(422, Code.IMAGE_BROKEN, f"Broken image data: {error}")
 
 
-def too_large(what: str, size: tuple[int, int], limit: int) -> ProxyError:
-    return ProxyError(413, Code.IMAGE_TOO_LARGE,
-                      f"{what} {size[0]}x{size[1]} is more than {limit} pixels")
+def too_large(what: str, size: tuple[int, int], limit: int, frames: int = 1) -> ProxyError:
+    shown = f"{size[0]}x{size[1]}" + (f" x {frames} frames" if frames > 1 else "")
+    return ProxyError(413, Code.IMAGE_TOO_LARGE, f"{what} {shown} is more than {limit} pixels")
 
 
-def check_pixels(what: str, size: tuple[int, int], limit: int) -> None:
-    if size[0] * size[1] > limit:
-        raise too_large(what, size, limit)
+def check_pixels(what: str, size: tuple[int, int], limit: int, frames: int = 1) -> None:
+    if size[0] * size[1] * frames > limit:
+        raise too_large(what, size, limit, frames)
+
+
+def frame_count(img: Image.Image) -> int:
+    """Frames in the file, from its headers (a GIF's are walked without decoding
+    pixels, so the cost is bounded by max_source_bytes)."""
+    try:
+        return max(1, int(getattr(img, "n_frames", 1)))
+    except BROKEN as e:
+        raise broken(e) from None
 
 
 def open_image(data: bytes, formats: tuple[str, ...]) -> Image.Image:

@@ -5,17 +5,11 @@ from __future__ import annotations
 from ..params import Plan
 from . import decode
 
-# Counting frames walks the file; past this many we stop and report "at least".
-MAX_FRAMES_COUNTED = 10_000
-
 
 def describe(data: bytes, plan: Plan) -> dict:
     img = decode.open_image(data, plan.limits.input_formats)
-    decode.check_pixels("Source", img.size, plan.limits.max_source_pixels)
-    try:
-        frames = min(getattr(img, "n_frames", 1), MAX_FRAMES_COUNTED)
-    except decode.BROKEN as e:
-        raise decode.broken(e) from None
+    frames = decode.frame_count(img)
+    decode.check_pixels("Source", img.size, plan.limits.max_source_pixels, frames)
     orientation = 0
     try:
         orientation = int(img.getexif().get(0x0112) or 0)

@@ -48,7 +48,8 @@ def _process(data: bytes, plan: Plan) -> Rendered:
         fmt = decode.served_format(img.format)
         return Rendered(data, encode.content_type(fmt), fmt, *img.size)
 
-    decode.check_pixels("Source image", img.size, limits.max_source_pixels)
+    # Every frame counts against the cap, though only the first is ever decoded.
+    decode.check_pixels("Source image", img.size, limits.max_source_pixels, decode.frame_count(img))
     source = decode.describe(img)
     ops = resolve_auto_rotation(plan.operations, source)
     sizes = operation_sizes(ops, source.size, limits.max_output_pixels)
