@@ -159,10 +159,6 @@ class FileCache:
             self._total -= size
             _remove(self._path(key))
 
-    @property
-    def total_bytes(self) -> int:
-        return self._total
-
 
 def _remove(path: str) -> None:
     try:

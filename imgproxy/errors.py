@@ -58,6 +58,3 @@ def bad_request(code: Code, reason: str) -> ProxyError:
 def forbidden(code: Code, reason: str) -> ProxyError:
     return ProxyError(403, code, reason)
 
-
-def unsupported(code: Code, reason: str) -> ProxyError:
-    return ProxyError(415, code, reason)
