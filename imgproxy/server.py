@@ -98,6 +98,15 @@ class BaseHandler(tornado.web.RequestHandler):
                 pass
             self.app.inflight -= 1
 
+    async def _fetch(self, url: str, validators: tuple[str | None, str | None] | None = None) -> Source | None:
+        self.app.pool.check_capacity()  # refuse before fetching when even the queue is full
+        started = time.monotonic()
+        source = await self.app.fetcher.fetch(url, validators)
+        self.app.metrics.observe("fetch", time.monotonic() - started)
+        if source is not None:
+            self.app.metrics.fetched_bytes.inc(len(source.body))
+        return source
+
     def _access(self, args: dict[str, str], settings: Settings) -> tuple[tuple[str, ...], str]:
         """Operations and source URL, after Pilbox's first checks and access control."""
         ops, url = params.parse_target(args, settings)
@@ -120,8 +129,10 @@ class ImageHandler(BaseHandler):
         app, s = self.app, self.app.imgproxy_settings
         # 1. parse, 2. access control, 3. the rest of the parameters
         args = params.parse_query(self.request.query)
-        self._op = args.get("op") or ",".join(s.operation)
         ops, url = self._access(args, s)
+        # Only validated names, as a set: the label can take at most 15 values,
+        # whatever strangers put in op=.
+        self._op = ",".join(sorted(set(ops)))
         plan = params.parse_plan(args, ops, url, s)
         # 4. format negotiation (fmt=auto)
         plan, varies = negotiate(plan, self.request.headers.get("Accept"))
@@ -146,15 +157,6 @@ class ImageHandler(BaseHandler):
             self._not_modified(entry.etag, entry.headers)
             return
         self._send(entry)
-
-    async def _fetch(self, url: str, validators: tuple[str | None, str | None] | None = None) -> Source | None:
-        self.app.pool.check_capacity()  # refuse before fetching when even the queue is full
-        started = time.monotonic()
-        source = await self.app.fetcher.fetch(url, validators)
-        self.app.metrics.observe("fetch", time.monotonic() - started)
-        if source is not None:
-            self.app.metrics.fetched_bytes.inc(len(source.body))
-        return source
 
     async def _render(self, plan: params.Plan, key: str, source: Source | None = None) -> Entry:
         app = self.app
@@ -200,8 +202,7 @@ class InfoHandler(BaseHandler):
         app, s = self.app, self.app.imgproxy_settings
         args = params.parse_query(self.request.query)
         _, url = self._access({**args, "op": "noop"}, s)
-        app.pool.check_capacity()
-        source = await app.fetcher.fetch(url)
+        source = await self._fetch(url)
         plan = params.Plan(url, (params.Noop(),), limits=params.Limits(
             s.max_source_pixels, s.max_output_pixels, s.input_formats))
         info = await app.pool.run(source.body, plan, task="describe")

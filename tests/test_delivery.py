@@ -71,9 +71,16 @@ def test_metrics_count_requests_stages_bytes_and_restarts(start_proxy, origin):
     m = metrics(p)
     assert sample(m, "imgproxy_requests_total", status="200", op="resize") == 1
     assert sample(m, "imgproxy_requests_total", status="400", op="resize") == 1
+    # the op label only ever holds validated operation names, as a set
+    assert p.get(q(url, "op=rotate,resize,rotate&deg=90&w=10")).status == 200
+    assert p.get(q(url, "op=made-up-by-a-stranger")).status == 400
+    m = metrics(p)
+    assert sample(m, "imgproxy_requests_total", status="200", op="resize,rotate") == 1
+    assert sample(m, "imgproxy_requests_total", status="400", op="-") == 1
+    assert not [k for k in m if dict(k[1]).get("op", "").startswith("made-up")]
     for stage in ("fetch", "queue", "process", "total"):
         assert sample(m, "imgproxy_request_seconds_count", stage=stage) >= 1, stage
-    assert sample(m, "imgproxy_fetched_bytes_total") == len(JPEG)
+    assert sample(m, "imgproxy_fetched_bytes_total") == 2 * len(JPEG)  # two fetches; the bad op never fetched
     assert sample(m, "imgproxy_sent_bytes_total") > 0
     assert sample(m, "imgproxy_pool_workers", state="total") == 1
     assert sample(m, "imgproxy_pool_queue_length") == 0
