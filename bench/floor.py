@@ -25,24 +25,31 @@ from bench import common  # noqa: E402
 # imgproxy is imported in main(), from --repo.
 
 
-def make_plan(name: str):
-    """The Plan the server builds for ?url=...&w=300&h=300&mode=crop&q=85."""
-    from imgproxy import params
+def make_task(name: str) -> tuple:
+    """process()'s arguments after the data, as the server builds them for
+    ?url=...&w=300&h=300&mode=crop&q=85: (plan, imaging settings)."""
     from imgproxy.config import Settings
     settings = Settings()
-    url = quote(f"http://127.0.0.1/{name}", safe="")
-    args = params.parse_query(f"url={url}&{common.QUERY}")
-    ops, target = params.parse_target(args, settings)
-    return params.parse_plan(args, ops, target, settings)
+    query = f"url={quote(f'http://127.0.0.1/{name}', safe='')}&{common.QUERY}"
+    try:
+        from imgproxy.options.build import build_plan
+        from imgproxy.options.query import parse_query
+        from imgproxy.render import imaging_settings
+    except ImportError:  # a --repo from before the render service (params.py)
+        from imgproxy import params
+        args = params.parse_query(query)
+        ops, target = params.parse_target(args, settings)
+        return (params.parse_plan(args, ops, target, settings),)
+    return build_plan(parse_query(query), settings), imaging_settings(settings)
 
 
-def measure(data: bytes, plan, repeats: int) -> dict:
+def measure(data: bytes, task: tuple, repeats: int) -> dict:
     from imgproxy.imaging.pipeline import process
-    out = process(data, plan)  # warm-up (and the output we report)
+    out = process(data, *task)  # warm-up (and the output we report)
     wall, cpu = [], []
     for _ in range(repeats):
         w0, c0 = time.perf_counter(), time.process_time()
-        process(data, plan)
+        process(data, *task)
         cpu.append(1000.0 * (time.process_time() - c0))
         wall.append(1000.0 * (time.perf_counter() - w0))
     return {"wall_ms": statistics.median(wall), "cpu_ms": statistics.median(cpu),
@@ -53,7 +60,7 @@ def run(paths: list[Path], repeats: int, cpu: int) -> dict:
     os.sched_setaffinity(0, {cpu})
     rows = {}
     for path in paths:
-        rows[path.name] = measure(path.read_bytes(), make_plan(path.name), repeats)
+        rows[path.name] = measure(path.read_bytes(), make_task(path.name), repeats)
     wall = sum(r["wall_ms"] for r in rows.values())
     cpu_ms = sum(r["cpu_ms"] for r in rows.values())
     return {"cpu": cpu, "repeats": repeats, "photos": rows, "images": len(rows),

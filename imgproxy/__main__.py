@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if settings.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from .server import serve  # imported late: --help and bad flags stay fast
+    from .server.app import serve  # imported late: --help and bad flags stay fast
     try:
         asyncio.run(serve(settings))
     except OSError as e:  # e.g. the port is taken

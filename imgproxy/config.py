@@ -15,8 +15,9 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from . import params
 from .errors import ProxyError
+from .options import values
+from .plan import OPERATIONS, Position
 
 
 class ConfigError(Exception):
@@ -36,7 +37,7 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"expected true/false or 1/0, got {value!r}")
 
 
-def _int(value: Any) -> int:
+def _integer(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected an integer, got {value!r}")
     if isinstance(value, int):
@@ -57,7 +58,7 @@ def _positive(convert):
 
 
 def _non_negative(value: Any) -> int:
-    n = _int(value)
+    n = _integer(value)
     if n < 0:
         raise ValueError(f"must be 0 or more, got {value!r}")
     return n
@@ -92,7 +93,7 @@ def _query_value(parser: Callable[[str], Any]):
 
 
 def _operations(value: Any) -> tuple[str, ...]:
-    return params.parse_operations(",".join(_list(value)))
+    return values.parse_operations(",".join(_list(value)))
 
 
 def _formats(value: Any) -> tuple[str, ...]:
@@ -128,7 +129,7 @@ def _option(default: Any, convert: Callable[[Any], Any], help: str) -> Any:
 class Settings:
     # server
     address: str = _option("127.0.0.1", _str, "address to listen on")
-    port: int = _option(8888, _int, "port to listen on")
+    port: int = _option(8888, _integer, "port to listen on")
     config: str | None = _option(None, _str, "path to a Python configuration file")
     debug: bool = _option(False, _bool, "log at debug level")
     workers: int = _option(0, _non_negative, "image worker processes; 0 = one per core")
@@ -139,53 +140,54 @@ class Settings:
     client_name: str | None = _option(None, _str, "client name that requests must carry as client=")
     client_key: tuple[str, ...] = _option((), _list, "signing key(s); several allow key rotation")
     allowed_hosts: tuple[str, ...] = _option((), _list, "hosts (host or host:port) that may be fetched")
-    allowed_operations: tuple[str, ...] = _option(params.OPERATIONS, _operations, "operations allowed")
-    max_operations: int = _option(10, _positive(_int), "most operations in one request")
-    max_resize_width: int = _option(15000, _positive(_int), "largest resize width")
-    max_resize_height: int = _option(15000, _positive(_int), "largest resize height")
+    allowed_operations: tuple[str, ...] = _option(OPERATIONS, _operations, "operations allowed")
+    max_operations: int = _option(10, _positive(_integer), "most operations in one request")
+    max_resize_width: int = _option(15000, _positive(_integer), "largest resize width")
+    max_resize_height: int = _option(15000, _positive(_integer), "largest resize height")
     # fetching
-    max_requests: int = _option(40, _positive(_int), "most concurrent fetches")
+    max_requests: int = _option(40, _positive(_integer), "most concurrent fetches")
     timeout: float = _option(10.0, _positive(_float), "total fetch timeout in seconds")
     connect_timeout: float = _option(3.0, _positive(_float), "fetch connect timeout in seconds")
-    max_source_bytes: int = _option(20_000_000, _positive(_int), "largest source image in bytes")
+    max_source_bytes: int = _option(20_000_000, _positive(_integer), "largest source image in bytes")
     implicit_base_url: str | None = _option(None, _url_base, "base URL for url=/path requests")
     ca_certs: str | None = _option(None, _str, "CA certificates file (PEM)")
     validate_cert: bool = _option(True, _bool, "verify the origin's TLS certificate")
     proxy_host: str | None = _option(None, _str, "HTTP proxy host for fetches")
-    proxy_port: int | None = _option(None, _positive(_int), "HTTP proxy port for fetches")
+    proxy_port: int | None = _option(None, _positive(_integer), "HTTP proxy port for fetches")
     user_agent: str | None = _option(None, _str, "User-Agent sent to origins")
     # decoding
-    max_source_pixels: int = _option(50_000_000, _positive(_int), "largest source in pixels")
-    max_output_pixels: int = _option(50_000_000, _positive(_int), "largest output in pixels")
+    max_source_pixels: int = _option(50_000_000, _positive(_integer), "largest source in pixels")
+    max_output_pixels: int = _option(50_000_000, _positive(_integer), "largest output in pixels")
     input_formats: tuple[str, ...] = _option(("JPEG", "PNG", "GIF", "WEBP", "TIFF", "AVIF"), _formats,
                                              "source formats accepted")
     # replies
-    content_type_from_image: bool = _option(False, _bool, "always name the output format in Content-Type")
+    content_type_from_image: bool = _option(False, _bool,
+                                            "accepted for Pilbox configs; Content-Type is always the output's")
     cache_control: str | None = _option(None, _str, "Cache-Control of successful replies; unset = the origin's")
     error_cache_control: str = _option("public, max-age=60", _str, "Cache-Control of error replies")
     # result cache
     cache_dir: str | None = _option(None, _str, "directory of the filesystem result cache; unset = off")
-    cache_max_bytes: int = _option(1 << 30, _positive(_int), "size of the filesystem cache in bytes")
+    cache_max_bytes: int = _option(1 << 30, _positive(_integer), "size of the filesystem cache in bytes")
     cache_url: str | None = _option(None, _redis_url, "redis://host:port/db of a shared result cache")
     cache_ttl: int = _option(86400, _non_negative, "seconds a cached result is served; 0 = no expiry")
-    cache_max_entry_bytes: int = _option(10_000_000, _positive(_int), "largest result stored in Redis")
+    cache_max_entry_bytes: int = _option(10_000_000, _positive(_integer), "largest result stored in Redis")
     # image defaults (the query parameter overrides each)
-    background: tuple[int, int, int, int] = _option((255, 255, 255, 0), _query_value(params.parse_background),
+    background: tuple[int, int, int, int] = _option((255, 255, 255, 0), _query_value(values.parse_background),
                                                     "default bg: RGB, RRGGBB, ARGB or AARRGGBB")
-    expand: bool = _option(False, _query_value(params.parse_expand), "default expand for rotate")
-    filter: str = _option("antialias", _query_value(params.parse_filter), "default resize filter")
-    format: str | None = _option(None, _query_value(params.parse_format), "default output format")
-    mode: str = _option("crop", _query_value(params.parse_mode), "default resize mode")
+    expand: bool = _option(False, _query_value(values.parse_expand), "default expand for rotate")
+    filter: str = _option("antialias", _query_value(values.parse_filter), "default resize filter")
+    format: str | None = _option(None, _query_value(values.parse_format), "default output format")
+    mode: str = _option("crop", _query_value(values.parse_mode), "default resize mode")
     operation: tuple[str, ...] = _option(("resize",), _operations, "default operation(s)")
-    optimize: bool = _option(False, _query_value(params.parse_optimize), "default optimize")
-    position: params.Position = _option((0.5, 0.5), _query_value(params.parse_position),
+    optimize: bool = _option(False, _query_value(values.parse_optimize), "default optimize")
+    position: Position = _option((0.5, 0.5), _query_value(values.parse_position),
                                         "default crop position")
-    preserve_exif: bool = _option(False, _query_value(params.parse_preserve_exif), "default exif")
-    progressive: bool = _option(False, _query_value(params.parse_progressive), "default progressive")
-    quality: int | str = _option(90, _query_value(params.parse_quality), "default quality, 1-99 or keep")
-    quality_webp: int = _option(90, _query_value(params.parse_quality), "default quality of WebP output")
-    quality_avif: int = _option(85, _query_value(params.parse_quality), "default quality of AVIF output")
-    retain: int = _option(75, _query_value(params.parse_retain), "default adapt retain percent")
+    preserve_exif: bool = _option(False, _query_value(values.parse_preserve_exif), "default exif")
+    progressive: bool = _option(False, _query_value(values.parse_progressive), "default progressive")
+    quality: int | str = _option(90, _query_value(values.parse_quality), "default quality, 1-99 or keep")
+    quality_webp: int = _option(90, _query_value(values.parse_quality), "default quality of WebP output")
+    quality_avif: int = _option(85, _query_value(values.parse_quality), "default quality of AVIF output")
+    retain: int = _option(75, _query_value(values.parse_retain), "default adapt retain percent")
 
     @property
     def worker_count(self) -> int:

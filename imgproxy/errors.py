@@ -1,7 +1,9 @@
-"""Typed errors. Each carries an HTTP status, a machine code and a one-line reason.
+"""Typed errors, and the one place an HTTP status is chosen.
 
-Codes below 300 follow Pilbox so that its clients keep working; the server turns
-these into JSON answers in exactly one place (server.py).
+Each failure has a constructor below that names it; a stage raises one where it
+finds the problem and the server turns it into a JSON answer (server/replies.py).
+Codes below 300 follow Pilbox so that its clients keep working; every failure to
+get the source keeps Pilbox's one fetch code (301) and differs by status.
 """
 
 from enum import IntEnum
@@ -42,7 +44,7 @@ class ProxyError(Exception):
     def __init__(self, status: int, code: int, reason: str):
         # Keep the reason on one line whatever went into it.
         reason = " ".join(str(reason).split())
-        super().__init__(status, int(code), reason)
+        super().__init__(status, int(code), reason)  # args: so it pickles back from a worker
         self.status = status
         self.code = int(code)
         self.reason = reason
@@ -51,6 +53,8 @@ class ProxyError(Exception):
         return f"{self.status} ({self.code}): {self.reason}"
 
 
+# --- the client's request -----------------------------------------------------------
+
 def bad_request(code: Code, reason: str) -> ProxyError:
     return ProxyError(400, code, reason)
 
@@ -58,3 +62,56 @@ def bad_request(code: Code, reason: str) -> ProxyError:
 def forbidden(code: Code, reason: str) -> ProxyError:
     return ProxyError(403, code, reason)
 
+
+# --- the source and its origin ---------------------------------------------------------
+
+def source_not_found(reason: str) -> ProxyError:
+    return ProxyError(404, Code.FETCH, reason)
+
+
+def source_too_large(reason: str) -> ProxyError:
+    return ProxyError(413, Code.FETCH, reason)
+
+
+def origin_failed(reason: str) -> ProxyError:
+    return ProxyError(502, Code.FETCH, reason)
+
+
+def origin_timeout(reason: str) -> ProxyError:
+    return ProxyError(504, Code.FETCH, reason)
+
+
+# --- the image ---------------------------------------------------------------------------
+
+def image_too_large(reason: str) -> ProxyError:
+    return ProxyError(413, Code.IMAGE_TOO_LARGE, reason)
+
+
+def unsupported_image(reason: str) -> ProxyError:
+    return ProxyError(415, Code.IMAGE_FORMAT, reason)
+
+
+def cannot_save(reason: str) -> ProxyError:
+    return ProxyError(415, Code.IMAGE_SAVE, reason)
+
+
+def broken_image(reason: str) -> ProxyError:
+    return ProxyError(422, Code.IMAGE_BROKEN, reason)
+
+
+# --- the server ----------------------------------------------------------------------------
+
+def internal(reason: str) -> ProxyError:
+    return ProxyError(500, 0, reason)
+
+
+def worker_failed(reason: str) -> ProxyError:
+    return ProxyError(502, Code.WORKER_FAILED, reason)
+
+
+def busy(reason: str) -> ProxyError:
+    return ProxyError(503, Code.BUSY, reason)
+
+
+def deadline(reason: str) -> ProxyError:
+    return ProxyError(504, Code.DEADLINE, reason)

@@ -14,7 +14,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STAGES = ("fetch", "queue", "process", "total")
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -49,7 +48,11 @@ class Metrics:
         self.sent_bytes = Counter("imgproxy_sent_bytes", "Body bytes sent to clients", registry=r)
         self.cache = Counter("imgproxy_cache_requests", "Result cache look-ups", ["result"], registry=r)
         if pool_stats is not None:
-            r.register(_PoolCollector(pool_stats))
+            self.watch_pool(pool_stats)
+
+    def watch_pool(self, pool_stats: Callable[[], object]) -> None:
+        """Report the pool's state (read at scrape time)."""
+        self.registry.register(_PoolCollector(pool_stats))
 
     def observe(self, stage: str, seconds: float) -> None:
         self.seconds.labels(stage).observe(seconds)

@@ -1,10 +1,13 @@
-"""Forked worker processes that run imaging.pipeline.process under a deadline.
+"""Forked worker processes that run pure image functions under a deadline.
 
-The event loop only moves bytes: each worker owns one socket pair, takes one task
-at a time (source bytes + plan, pickled once) and answers with the rendered image
-(pickled once). Workers are forked from multiprocessing's fork server, which
-imports Pillow and OpenCV once before any thread exists, so a replacement worker
-starts in milliseconds from a clean single-threaded parent. Tasks wait in a
+A task is a module-level function (imaging.pipeline.process, or imaging.info.describe
+for /info), the source bytes and the function's other arguments. The event loop only
+moves bytes: each worker owns one socket pair, takes one task at a time (the bytes
+as they are, the rest pickled once) and answers with the result (pickled once).
+
+Workers are forked from multiprocessing's fork server, which imports Pillow and
+OpenCV once before any thread exists, so a replacement worker starts in
+milliseconds from a clean single-threaded parent. Tasks wait in a
 bounded queue; past it the pool refuses at once (503). A task over its deadline
 has its worker killed (504); a worker that dies costs only its own task (502).
 """
@@ -22,16 +25,17 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from tornado.iostream import IOStream, StreamClosedError
 
-from .errors import Code, ProxyError
+from . import errors
+from .errors import ProxyError
 
 log = logging.getLogger("imgproxy.pool")
 
 _HEADER = struct.Struct("!Q")  # a reply: the length of its pickle
-_TASK = struct.Struct("!QQ")  # a task: the length of its pickle (name, plan), then of the raw bytes
+_TASK = struct.Struct("!QQ")  # a task: the length of its pickle (function, arguments), then of the bytes
 _MAX_FRAME = 1 << 30
 _SOCKET_BUFFER = 4 << 20  # the kernel caps it at net.core.wmem_max/rmem_max
 _KEEP_RESIDENT = 160 << 20  # a worker above this after a task is trimmed (see _memory_releaser)
@@ -88,9 +92,6 @@ def _worker_main(sock: socket.socket, memory_limit: int | None) -> None:
     if memory_limit:
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-    from .imaging import faces, info, pipeline
-    faces.load()
-    tasks = {"process": pipeline.process, "describe": info.describe}
     release_memory = _memory_releaser(_KEEP_RESIDENT)
     while True:
         header = _recv_exact(sock, _TASK.size)
@@ -101,16 +102,16 @@ def _worker_main(sock: socket.socket, memory_limit: int | None) -> None:
         data = _recv_exact(sock, data_size)
         if meta is None or data is None:
             return
-        task, plan = pickle.loads(meta)
+        function, args = pickle.loads(meta)
         try:
-            result: Any = ("ok", tasks[task](data, plan))
+            result: Any = ("ok", function(data, *args))
         except ProxyError as e:
-            result = ("error", e.status, e.code, e.reason)
+            result = ("error", e)
         except MemoryError:
-            result = ("error", 502, Code.WORKER_FAILED, "Image needs more memory than a worker may use")
+            result = ("error", errors.worker_failed("Image needs more memory than a worker may use"))
         except Exception:
-            log.exception("unexpected error processing %s", getattr(plan, "url", "?"))
-            result = ("error", 500, 0, "Internal error while processing the image")
+            log.exception("unexpected error in %s", getattr(function, "__qualname__", "?"))
+            result = ("error", errors.internal("Internal error while processing the image"))
         del data
         _send_frame(sock, result)
         del result
@@ -148,11 +149,14 @@ class _Worker:
 
 class Pool:
     def __init__(self, size: int, max_queue: int, task_timeout: float,
-                 memory_limit: int | None = None):
+                 memory_limit: int | None = None,
+                 observe: Callable[[str, float], None] | None = None):
+        """`observe(stage, seconds)` hears how long each task waited ("queue") and ran ("process")."""
         self.size = size
         self.max_queue = max_queue
         self.task_timeout = task_timeout
         self.memory_limit = memory_limit
+        self._observe = observe or (lambda stage, seconds: None)
         self.restarts = 0
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(_PRELOAD)
@@ -207,7 +211,7 @@ class Pool:
         while self._waiting:
             waiting = self._waiting.popleft()
             if not waiting.done():
-                waiting.set_exception(ProxyError(503, Code.BUSY, "Server is shutting down"))
+                waiting.set_exception(errors.busy("Server is shutting down"))
         deadline = time.monotonic() + grace
         while any(w.busy for w in self._workers) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -242,15 +246,14 @@ class Pool:
     def check_capacity(self) -> None:
         """Refuse early (before fetching) when no task could even wait."""
         if self._closing:
-            raise ProxyError(503, Code.BUSY, "Server is shutting down")
+            raise errors.busy("Server is shutting down")
         if self._idle_worker() is None and len(self._waiting) >= self.max_queue:
-            raise ProxyError(503, Code.BUSY, "Server is busy; try again shortly")
+            raise errors.busy("Server is busy; try again shortly")
 
-    async def run(self, data: bytes, plan: Any, task: str = "process",
-                  times: dict[str, float] | None = None) -> Any:
-        """Run `task` (pipeline.process, or info.describe) in a worker; returns its result.
+    async def run(self, function: Callable[..., Any], data: bytes, *args: Any) -> Any:
+        """`function(data, *args)` in a worker; returns its result or raises its ProxyError.
 
-        `times`, if given, receives the seconds spent waiting ("queue") and working ("process").
+        `function` must be a module-level function (it is pickled by name).
         """
         self.check_capacity()
         queued = time.monotonic()
@@ -268,36 +271,33 @@ class Pool:
         worker.busy = True
         started = time.monotonic()
         try:
-            return await self._execute(worker, task, data, plan)
+            return await self._execute(worker, function, data, args)
         finally:
             worker.busy = False
-            if times is not None:
-                times["queue"] = started - queued
-                times["process"] = time.monotonic() - started
+            self._observe("queue", started - queued)
+            self._observe("process", time.monotonic() - started)
             self._wake_next()
 
-    async def _execute(self, worker: _Worker, task: str, data: bytes, plan: Any) -> Any:
+    async def _execute(self, worker: _Worker, function: Callable[..., Any], data: bytes,
+                       args: tuple) -> Any:
         try:
-            reply = await asyncio.wait_for(self._exchange(worker, task, data, plan), self.task_timeout)
+            reply = await asyncio.wait_for(self._exchange(worker, function, data, args), self.task_timeout)
         except asyncio.TimeoutError:
-            log.warning("worker %s over the %.1fs deadline on %s; killing it",
-                        worker.pid, self.task_timeout, getattr(plan, "url", "?"))
+            log.warning("worker %s over the %.1fs deadline; killing it", worker.pid, self.task_timeout)
             worker.kill()
-            raise ProxyError(504, Code.DEADLINE,
-                             f"Processing took longer than {self.task_timeout:g}s") from None
+            raise errors.deadline(f"Processing took longer than {self.task_timeout:g}s") from None
         except StreamClosedError:
             worker.kill()
-            raise ProxyError(502, Code.WORKER_FAILED,
-                             "The worker processing this image stopped unexpectedly") from None
+            raise errors.worker_failed("The worker processing this image stopped unexpectedly") from None
         if reply[0] == "ok":
             return reply[1]
-        _, status, code, reason = reply
-        raise ProxyError(status, code, reason)
+        raise reply[1]
 
-    async def _exchange(self, worker: _Worker, task: str, data: bytes, plan: Any) -> Any:
+    async def _exchange(self, worker: _Worker, function: Callable[..., Any], data: bytes,
+                        args: tuple) -> Any:
         # The source bytes go as they are: the stream sends them without a copy,
         # where pickling them would copy megabytes on the event loop.
-        meta = pickle.dumps((task, plan), protocol=pickle.HIGHEST_PROTOCOL)
+        meta = pickle.dumps((function, args), protocol=pickle.HIGHEST_PROTOCOL)
         worker.stream.write(_TASK.pack(len(meta), len(data)) + meta)
         await worker.stream.write(data)
         (n,) = _HEADER.unpack(await worker.stream.read_bytes(_HEADER.size))

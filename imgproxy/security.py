@@ -1,17 +1,16 @@
-"""Access control after parsing: signature, client name, allowed hosts (Pilbox's order)."""
+"""Access control after the first checks: signature, client name, allowed hosts (Pilbox's order)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from . import signature
 from .errors import Code, forbidden
+from .options import build
+from .urls import host_allowed
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Settings
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def authorize(raw_query: str, client: str | None, url: str, settings: Settings) -> None:
@@ -23,19 +22,15 @@ def authorize(raw_query: str, client: str | None, url: str, settings: Settings) 
         raise forbidden(Code.HOST, "Invalid host")
 
 
-def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:
-    """`host` entries match any port; `host:port` entries match exactly."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower().rstrip(".")
-    port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
-    for entry in allowed:
-        entry_host, _, entry_port = entry.lower().rpartition(":") if _has_port(entry) else (entry.lower(), "", "")
-        if entry_host.strip("[]").rstrip(".") == host and (not entry_port or int(entry_port) == port):
-            return True
-    return False
+def check_image_request(options: build.Options, raw_query: str, settings: Settings) -> tuple[tuple[str, ...], str]:
+    """Pilbox's first checks, in its order: operations, the source URL, then access control."""
+    ops = build.operations(options, settings)
+    url = check_source_request(options, raw_query, settings)
+    return ops, url
 
 
-def _has_port(entry: str) -> bool:
-    # "host:port" or "[v6]:port"; a bare IPv6 address has colons but no port
-    head, sep, tail = entry.rpartition(":")
-    return bool(sep) and tail.isdigit() and (entry.startswith("[") or ":" not in head)
+def check_source_request(options: build.Options, raw_query: str, settings: Settings) -> str:
+    """The source URL, then access control: what /info checks (it runs no operation)."""
+    url = build.source_url(options.get("url"), settings)
+    authorize(raw_query, options.get("client"), url, settings)
+    return url

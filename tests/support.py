@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import io
 import json
@@ -18,6 +19,13 @@ from pathlib import Path
 from typing import Callable
 
 from PIL import Image
+
+from imgproxy.config import Settings
+from imgproxy.imaging import pipeline
+from imgproxy.imaging.pipeline import Rendered
+from imgproxy.imaging.settings import ImagingSettings
+from imgproxy.plan import Plan, Save
+from imgproxy.render import imaging_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,6 +68,86 @@ def decode(data: bytes) -> Image.Image:
 
 def close_to(pixel, colour, tolerance=40) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour))
+
+
+# --- in-process rendering: samples, plans, process() ----------------------------------
+
+W, H = 640, 428
+# A 3x3 grid of blocks in far-apart colours: after a crop or a rotation the colour
+# at a point tells which block landed there. (column, row) -> RGB
+BLOCKS = {
+    (0, 0): (255, 0, 0), (1, 0): (0, 255, 0), (2, 0): (0, 0, 255),
+    (0, 1): (255, 255, 0), (1, 1): (0, 255, 255), (2, 1): (255, 0, 255),
+    (0, 2): (0, 0, 0), (1, 2): (128, 128, 128), (2, 2): (255, 128, 0),
+}
+
+
+def blocks(size: tuple[int, int] = (W, H)) -> Image.Image:
+    w, h = size
+    img = Image.new("RGB", size)
+    for (col, row), colour in BLOCKS.items():
+        img.paste(colour, (w * col // 3, h * row // 3, w * (col + 1) // 3, h * (row + 1) // 3))
+    return img
+
+
+def encoded(img: Image.Image, fmt: str = "JPEG", **options) -> bytes:
+    out = io.BytesIO()
+    if fmt == "JPEG" and "quality" not in options and "qtables" not in options:
+        options["quality"] = 95
+    img.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def opened(body: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(body))
+    img.load()
+    return img
+
+
+def block_at(img: Image.Image, x: int, y: int) -> tuple[int, int]:
+    """The block whose colour is nearest to the pixel at (x, y)."""
+    pixel = img.convert("RGB").getpixel((x, y))
+    return min(BLOCKS, key=lambda b: sum((p - q) ** 2 for p, q in zip(pixel, BLOCKS[b])))
+
+
+def near(a, b, tolerance: int = 12) -> bool:
+    a = (a,) if isinstance(a, (int, float)) else tuple(a)
+    b = (b,) if isinstance(b, (int, float)) else tuple(b)
+    return len(a) == len(b) and all(abs(p - q) <= tolerance for p, q in zip(a, b))
+
+
+# The image settings a default server uses; `limits(...)` changes some of them.
+IMAGING = imaging_settings(Settings())
+
+
+def limits(**changes) -> ImagingSettings:
+    return dataclasses.replace(IMAGING, **changes)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A plan and the image settings to run it with, as a worker receives them."""
+    plan: Plan
+    imaging: ImagingSettings
+
+
+def make_plan(*ops, limits: ImagingSettings = IMAGING, default_qualities=None, **save) -> Task:
+    if default_qualities is not None:
+        limits = dataclasses.replace(limits, qualities=default_qualities)
+    return Task(Plan(tuple(ops), Save(**save)), limits)
+
+
+def process(data: bytes, task: Task) -> Rendered:
+    return pipeline.process(data, task.plan, task.imaging)
+
+
+def run(data: bytes, *ops, limits: ImagingSettings = IMAGING, **save) -> tuple[Rendered, Image.Image]:
+    """process() and the decoded result, with its declared size checked."""
+    rendered = process(data, make_plan(*ops, limits=limits, **save))
+    img = opened(rendered.body)
+    assert img.size == (rendered.width, rendered.height)
+    assert img.format == rendered.format
+    return rendered, img
 
 
 # --- the origin ----------------------------------------------------------------------

@@ -13,10 +13,13 @@ import pytest
 from PIL import Image
 from test_imaging_samples import blocks, encoded
 
-from imgproxy import params
 from imgproxy.cli import resize
 from imgproxy.config import Settings
 from imgproxy.imaging.pipeline import process
+from imgproxy.options.build import build_plan
+from imgproxy.options.query import parse_query
+from imgproxy.plan import Plan
+from imgproxy.render import imaging_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,11 +103,8 @@ def test_help_exits_0():
 
 # --- in process: the same plan and bytes as the server ------------------------------
 
-def _server_plan(query: str, url: str) -> params.Plan:
-    settings = Settings()
-    args = params.parse_query(query)
-    ops = params.parse_operations(args.get("op") or ",".join(settings.operation))
-    return params.parse_plan(args, ops, url, settings)
+def _server_plan(query: str) -> Plan:
+    return build_plan(parse_query(query), Settings())
 
 
 @pytest.mark.parametrize("argv, query", [
@@ -126,10 +126,10 @@ def _server_plan(query: str, url: str) -> params.Plan:
 def test_flags_build_the_servers_plan_and_bytes(source, argv, query, tmp_path):
     args = resize.build_parser().parse_args([str(source), *argv])
     plan = resize.make_plan(args, Settings())
-    assert plan == _server_plan(query, str(source))
+    assert plan == _server_plan(query)
     out = tmp_path / "out"
     assert resize.main([str(source), *argv, "-o", str(out)]) == 0
-    assert out.read_bytes() == process(source.read_bytes(), plan).body
+    assert out.read_bytes() == process(source.read_bytes(), plan, imaging_settings(Settings())).body
 
 
 def test_stdout_gets_exactly_the_body(source, capsysbinary):

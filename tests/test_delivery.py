@@ -370,14 +370,14 @@ def test_health_is_503_when_no_worker_is_alive():
     from tornado.httpserver import HTTPServer
 
     from imgproxy.config import Settings
-    from imgproxy.fetch import Fetcher
+    from imgproxy.metrics import Metrics
     from imgproxy.pool import Pool
-    from imgproxy.server import Application
+    from imgproxy.server.app import Application, make_services
 
     async def scenario():
         settings = Settings()
         pool = Pool(size=1, max_queue=1, task_timeout=1.0)  # never started: no worker alive
-        app = Application(settings, pool, Fetcher(settings))
+        app = Application(settings, make_services(settings, pool, Metrics(pool.stats)))
         server = HTTPServer(app)
         port = free_port()
         server.listen(port, "127.0.0.1")

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from support import descendants, encode, quadrants
 
-from imgproxy.addresses import is_public
+from imgproxy.sources.guard import is_public
 
 JPEG = encode(quadrants(), "JPEG")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat, JpegImagePlugin
-from test_imaging_samples import block_at, blocks, encoded, opened, run
+from support import block_at, blocks, encoded, opened, run
 
 from imgproxy.imaging import operations, pipeline
-from imgproxy.params import FACE, Region, Resize, Rotate
+from imgproxy.plan import FACE, Region, Resize, Rotate
 
 BIG = (4000, 3000)
 

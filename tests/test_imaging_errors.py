@@ -7,17 +7,16 @@ import zlib
 
 import pytest
 from PIL import Image
-from test_imaging_samples import H, W, blocks, encoded, make_plan, run
+from support import H, W, blocks, encoded, limits, make_plan, process, run
 
 from imgproxy.errors import Code, ProxyError
-from imgproxy.imaging.pipeline import process
-from imgproxy.params import Limits, Noop, Region, Resize, Rotate
+from imgproxy.plan import Noop, Region, Resize, Rotate
 
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF")
 JPEG = encoded(blocks())
 
 
-def _fails(data: bytes, *ops, limits: Limits = Limits(), **save) -> ProxyError:
+def _fails(data: bytes, *ops, limits=limits(), **save) -> ProxyError:
     with pytest.raises(ProxyError) as e:
         process(data, make_plan(*ops, limits=limits, **save))
     return e.value
@@ -52,9 +51,9 @@ def test_formats_not_accepted_are_415_image_format(fmt, op):
 
 def test_only_the_plans_input_formats_are_accepted():
     png = encoded(blocks(), "PNG")
-    e = _fails(png, Resize(10, 10), limits=Limits(input_formats=("JPEG",)))
+    e = _fails(png, Resize(10, 10), limits=limits(input_formats=("JPEG",)))
     assert (e.status, e.code) == (415, Code.IMAGE_FORMAT)
-    assert run(png, Resize(10, 10), limits=Limits(input_formats=("PNG",)))[1].size == (10, 10)
+    assert run(png, Resize(10, 10), limits=limits(input_formats=("PNG",)))[1].size == (10, 10)
 
 
 # --- noop -----------------------------------------------------------------------------
@@ -77,7 +76,7 @@ def test_noop_does_not_decode_pixels():
     truncated = JPEG[: len(JPEG) // 2]
     assert process(truncated, make_plan(Noop())).body == truncated
     # Nor does it apply the decode pixel cap: nothing is decoded.
-    assert process(JPEG, make_plan(Noop(), limits=Limits(max_source_pixels=10))).body == JPEG
+    assert process(JPEG, make_plan(Noop(), limits=limits(max_source_pixels=10))).body == JPEG
 
 
 # --- broken data ----------------------------------------------------------------------
@@ -108,8 +107,8 @@ def test_truncated_or_corrupt_data_never_escapes_as_a_raw_exception(fmt):
 # --- pixel limits -----------------------------------------------------------------------
 
 def test_source_pixel_cap_is_checked_from_the_header():
-    assert run(JPEG, Resize(10, 10), limits=Limits(max_source_pixels=W * H))[1].size == (10, 10)
-    e = _fails(JPEG, Resize(10, 10), limits=Limits(max_source_pixels=W * H - 1))
+    assert run(JPEG, Resize(10, 10), limits=limits(max_source_pixels=W * H))[1].size == (10, 10)
+    e = _fails(JPEG, Resize(10, 10), limits=limits(max_source_pixels=W * H - 1))
     assert (e.status, e.code) == (413, Code.IMAGE_TOO_LARGE)
     # A huge header with no pixel data behind it: refused before any decoding.
     e = _fails(png_header(30_000, 30_000), Resize(10, 10))
@@ -118,7 +117,7 @@ def test_source_pixel_cap_is_checked_from_the_header():
 
 @pytest.mark.parametrize("side", [10_000, 14_000])  # Pillow's warning range, its error range
 def test_pillow_decompression_bomb_checks_become_413(side):
-    e = _fails(png_header(side, side), Resize(10, 10), limits=Limits(max_source_pixels=10**9))
+    e = _fails(png_header(side, side), Resize(10, 10), limits=limits(max_source_pixels=10**9))
     assert (e.status, e.code) == (413, Code.IMAGE_TOO_LARGE)
 
 
@@ -134,25 +133,25 @@ def test_pillow_decompression_bomb_checks_become_413(side):
     (Rotate(90, False), W * H),
 ])
 def test_output_pixel_cap_applies_to_each_operation(op, pixels):
-    assert run(JPEG, op, limits=Limits(max_output_pixels=pixels))[0].body
-    e = _fails(JPEG, op, limits=Limits(max_output_pixels=pixels - 1))
+    assert run(JPEG, op, limits=limits(max_output_pixels=pixels))[0].body
+    e = _fails(JPEG, op, limits=limits(max_output_pixels=pixels - 1))
     assert (e.status, e.code) == (413, Code.IMAGE_TOO_LARGE)
 
 
 def test_output_cap_is_checked_for_every_step_not_only_the_last():
     e = _fails(JPEG, Resize(3000, 2000, "scale"), Resize(10, 10),
-               limits=Limits(max_output_pixels=1_000_000))
+               limits=limits(max_output_pixels=1_000_000))
     assert e.code == Code.IMAGE_TOO_LARGE
 
 
 def test_errors_have_one_line_reasons():
     for e in (_fails(b"nope", Resize(1, 1)), _fails(JPEG[:400], Resize(1, 1)),
               _fails(JPEG, Region(0, 0, W + 1, 1)),
-              _fails(JPEG, Resize(10, 10), limits=Limits(max_source_pixels=1))):
+              _fails(JPEG, Resize(10, 10), limits=limits(max_source_pixels=1))):
         assert e.reason and "\n" not in e.reason
 
 
 def test_pillow_module_state_is_left_alone():
     before = Image.MAX_IMAGE_PIXELS
-    _fails(png_header(10_000, 10_000), Resize(10, 10), limits=Limits(max_source_pixels=10**9))
+    _fails(png_header(10_000, 10_000), Resize(10, 10), limits=limits(max_source_pixels=10**9))
     assert Image.MAX_IMAGE_PIXELS == before

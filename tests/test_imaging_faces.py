@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat
-from test_imaging_samples import encoded, opened, run
+from support import encoded, opened, run
 
 from imgproxy.imaging import faces, operations
-from imgproxy.params import FACE, Resize
+from imgproxy.plan import FACE, Resize
 
 ASTRONAUT = (Path(__file__).parent / "fixtures" / "astronaut.jpg").read_bytes()
 

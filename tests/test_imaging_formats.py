@@ -6,15 +6,15 @@ from io import BytesIO
 
 import pytest
 from PIL import Image, JpegImagePlugin, features
-from test_imaging_samples import blocks, encoded, make_plan, near, opened, run
+from support import blocks, encoded, limits, make_plan, near, opened, process, run
 
+from imgproxy.delivery.negotiate import choose_format
 from imgproxy.errors import Code, ProxyError
 from imgproxy.imaging import encode
-from imgproxy.imaging.pipeline import process
-from imgproxy.params import AUTO, Limits, Noop, Resize, Rotate, Save
+from imgproxy.plan import AUTO, Noop, Plan, Resize, Rotate, Save
 
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF")
-ALL_INPUTS = Limits(input_formats=FORMATS)
+ALL_INPUTS = limits(input_formats=FORMATS)
 
 
 def halves(mode: str, left, right, size=(64, 48)) -> Image.Image:
@@ -177,13 +177,15 @@ def test_a_format_pillow_cannot_write_is_415_image_save():
     assert encode.output_format(Save("PNG"), "JPEG") == "PNG"
 
 
-@pytest.mark.parametrize("accepts, expected", [
-    (("AVIF", "WEBP"), "AVIF" if features.check("avif") else "WEBP"),
-    (("WEBP",), "WEBP"),
-    ((), "PNG"),  # nothing modern accepted: the source's own format
+@pytest.mark.parametrize("accept, expected", [
+    ("image/avif,image/webp,*/*", "AVIF" if features.check("avif") else "WEBP"),
+    ("image/webp,*/*", "WEBP"),
+    ("*/*", "PNG"),  # nothing modern accepted: the source's own format
 ])
-def test_auto_format_takes_the_best_the_client_accepts(accepts, expected):
-    rendered, img = run(encoded(blocks(), "PNG"), Resize(64, 64), format=AUTO, accepts=accepts)
+def test_auto_format_takes_the_best_the_client_accepts(accept, expected):
+    plan, varies = choose_format(Plan((Resize(64, 64),), Save(AUTO)), accept)
+    assert varies
+    rendered, img = run(encoded(blocks(), "PNG"), *plan.operations, format=plan.save.format)
     assert rendered.format == img.format == expected
     assert rendered.content_type == encode.CONTENT_TYPES[expected]
 

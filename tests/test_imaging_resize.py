@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from PIL import Image
-from test_imaging_samples import BLOCKS, H, W, block_at, blocks, encoded, near, run
+from support import BLOCKS, H, W, block_at, blocks, encoded, near, run
 
 from imgproxy.imaging import operations
-from imgproxy.params import POSITIONS, Resize
+from imgproxy.plan import POSITIONS, Resize
 
 JPEG = encoded(blocks())
 PNG = encoded(blocks(), "PNG")

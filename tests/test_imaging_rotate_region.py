@@ -6,12 +6,11 @@ import math
 
 import pytest
 from PIL import Image
-from test_imaging_samples import H, W, block_at, blocks, encoded, make_plan, near, opened, run
+from support import H, W, block_at, blocks, encoded, make_plan, near, opened, process, run
 
 from imgproxy.errors import Code, ProxyError
 from imgproxy.imaging import operations
-from imgproxy.imaging.pipeline import process
-from imgproxy.params import Region, Resize, Rotate
+from imgproxy.plan import Region, Resize, Rotate
 
 PNG = encoded(blocks(), "PNG")
 BACKGROUND = (10, 20, 30, 255)  # not one of the block colours

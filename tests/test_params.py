@@ -4,19 +4,28 @@ import pickle
 
 import pytest
 
-from imgproxy import params
+from imgproxy import security
 from imgproxy.config import Settings, load
 from imgproxy.errors import ProxyError
-from imgproxy.params import Noop, Region, Resize, Rotate
+from imgproxy.options import values
+from imgproxy.options.build import build_plan
+from imgproxy.options.query import parse_query
+from imgproxy.plan import Noop, Region, Resize, Rotate
+from imgproxy.render import imaging_settings
 
 URL = "http://example.com/a.jpg"
 
 
-def plan(query: str, settings: Settings | None = None):
+def source_and_plan(query: str, settings: Settings | None = None):
+    """What the image handler does with a query: its first checks, then the plan."""
     s = settings or Settings()
-    args = params.parse_query(query)
-    ops, url = params.parse_target(args, s)
-    return params.parse_plan(args, ops, url, s)
+    args = parse_query(query)
+    _, url = security.check_image_request(args, query, s)
+    return url, build_plan(args, s)
+
+
+def plan(query: str, settings: Settings | None = None):
+    return source_and_plan(query, settings)[1]
 
 
 def error(query: str, settings: Settings | None = None) -> tuple[int, int]:
@@ -109,7 +118,7 @@ def test_full_plan_is_typed_and_small():
     p = plan(f"url={URL}&op=region,resize,rotate&rect=1,2,30,40&w=20&h=10&mode=fill"
              "&filter=nearest&pos=0.25,0.75&bg=80102030&retain=60&deg=45&expand=1"
              "&fmt=jpg&q=keep&opt=1&prog=1&exif=1&unknown=ignored")
-    assert p.url == URL
+    assert source_and_plan(f"url={URL}&w=1")[0] == URL
     assert p.operations == (
         Region(1, 2, 30, 40),
         Resize(20, 10, "fill", "nearest", (0.25, 0.75), 60, (0x10, 0x20, 0x30, 0x80)),
@@ -126,23 +135,27 @@ def test_defaults_come_from_settings():
               "--format=png", "--operation=resize"])
     p = plan(f"url={URL}&w=10", s)
     assert p.operations == (Resize(10, None, "clip", "antialias", "face", 75, (204, 204, 204, 255)),)
-    assert p.save.quality_for("JPEG") == 70 and p.save.format == "PNG"
-    assert p.save.quality_for("WEBP") == s.quality_webp and p.save.quality_for("AVIF") == s.quality_avif
-    assert plan(f"url={URL}&w=10&q=20", s).save.quality_for("WEBP") == 20  # the query wins
+    # Default qualities are read from the settings where the encoder uses them.
+    imaging = imaging_settings(s)
+    assert p.save.quality is None and p.save.format == "PNG"
+    assert imaging.quality_for(p.save.quality, "JPEG") == 70
+    assert imaging.quality_for(p.save.quality, "WEBP") == s.quality_webp
+    assert imaging.quality_for(p.save.quality, "AVIF") == s.quality_avif
+    assert imaging.quality_for(plan(f"url={URL}&w=10&q=20", s).save.quality, "WEBP") == 20  # the query wins
     assert plan(f"url={URL}&w=10", load(["--quality=keep"])).save.quality == "keep"
 
 
 def test_background_forms():
-    assert params.parse_background("fff") == (255, 255, 255, 255)
-    assert params.parse_background("0fff") == (255, 255, 255, 0)
-    assert params.parse_background("123456") == (0x12, 0x34, 0x56, 255)
-    assert params.parse_background("80123456") == (0x12, 0x34, 0x56, 0x80)
+    assert values.parse_background("fff") == (255, 255, 255, 255)
+    assert values.parse_background("0fff") == (255, 255, 255, 0)
+    assert values.parse_background("123456") == (0x12, 0x34, 0x56, 255)
+    assert values.parse_background("80123456") == (0x12, 0x34, 0x56, 0x80)
 
 
 def test_positions_and_auto_rotation():
-    assert params.parse_position("bottom-right") == (1.0, 1.0)
-    assert params.parse_position("0.0,0.75") == (0.0, 0.75)
-    assert params.parse_position("face") == "face"
+    assert values.parse_position("bottom-right") == (1.0, 1.0)
+    assert values.parse_position("0.0,0.75") == (0.0, 0.75)
+    assert values.parse_position("face") == "face"
     assert plan(f"url={URL}&op=rotate&deg=auto").operations == (Rotate(None, False, (255, 255, 255, 0)),)
     assert plan(f"url={URL}&op=noop").operations == (Noop(),)
 
@@ -169,5 +182,5 @@ def test_hostile_urls_are_refused(url):
 
 def test_implicit_base_url():
     s = Settings(implicit_base_url="http://images.example.com/base/")
-    assert plan("url=/cats/a.jpg&w=10", s).url == "http://images.example.com/cats/a.jpg"
+    assert source_and_plan("url=/cats/a.jpg&w=10", s)[0] == "http://images.example.com/cats/a.jpg"
     assert error("url=//evil.com/a.jpg&w=10", s) == (400, 8)

@@ -43,7 +43,7 @@ def test_key_rotation():
 
 
 def test_cli_prints_pilbox_lines():
-    out = subprocess.run([sys.executable, "-m", "imgproxy.signature", f"--key={KEY}", "x=1&y=2&z=3"],
+    out = subprocess.run([sys.executable, "-m", "imgproxy.cli.sign", f"--key={KEY}", "x=1&y=2&z=3"],
                          capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == [
         "Query String: x=1&y=2&z=3",
@@ -53,5 +53,5 @@ def test_cli_prints_pilbox_lines():
 
 
 def test_cli_without_key_is_a_usage_error():
-    r = subprocess.run([sys.executable, "-m", "imgproxy.signature", "x=1"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "imgproxy.cli.sign", "x=1"], capture_output=True, text=True)
     assert r.returncode == 2 and "usage" in r.stderr

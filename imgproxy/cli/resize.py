@@ -3,8 +3,9 @@
     imgproxy-resize photo.jpg --w 300 --h 200 --mode crop -o thumb.jpg
     imgproxy-resize https://example.com/cat.png --op rotate --deg 90 > cat.png
 
-Options mirror the query parameters and are validated by imgproxy.params, so a
-request that the server would refuse is refused here with the same reason.
+Options mirror the query parameters and build the Plan with the server's own
+build_plan, so a request that the server would refuse is refused here with the
+same reason.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import urllib.error
 import urllib.request
 from typing import Sequence
 
-from .. import params
 from ..config import Settings  # the server's defaults: one set of rules
 from ..errors import ProxyError
 from ..imaging.pipeline import Rendered, process
+from ..options.build import build_plan
+from ..plan import Plan
+from ..render import imaging_settings
+from ..urls import check_url
 
 PROG = "imgproxy-resize"
 FETCH_TIMEOUT = 30.0  # seconds
@@ -72,13 +76,13 @@ def is_url(source: str) -> bool:
     return source.lower().startswith(("http://", "https://"))
 
 
-def make_plan(args: argparse.Namespace, settings: Settings) -> params.Plan:
+def make_plan(args: argparse.Namespace, settings: Settings) -> Plan:
     """The Plan the server would build for the same query parameters."""
-    query = {name: str(value).strip() for _, name in VALUES + SWITCHES
-             if (value := getattr(args, name)) is not None}
-    ops = params.parse_operations(query.get("op") or ",".join(settings.operation))
-    url = params.check_url(args.source) if is_url(args.source) else args.source
-    return params.parse_plan(query, ops, url, settings)
+    options = {name: str(value).strip() for _, name in VALUES + SWITCHES
+               if (value := getattr(args, name)) is not None}
+    if is_url(args.source):
+        check_url(args.source)
+    return build_plan(options, settings)
 
 
 def read_source(source: str, max_bytes: int) -> bytes:
@@ -109,7 +113,8 @@ def run(argv: Sequence[str]) -> None:
     settings = Settings()
     args = build_parser().parse_args(argv)
     plan = make_plan(args, settings)
-    rendered = process(read_source(args.source, settings.max_source_bytes), plan)
+    rendered = process(read_source(args.source, settings.max_source_bytes), plan,
+                       imaging_settings(settings))
     write_output(rendered, args.output)
 
 

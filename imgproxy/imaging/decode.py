@@ -12,7 +12,7 @@ from io import BytesIO
 
 from PIL import Image, JpegImagePlugin
 
-from ..errors import Code, ProxyError
+from .. import errors
 
 JPEG_FORMATS = ("JPEG", "MPO")  # MPO: a camera JPEG with extra frames; we use the first
 
@@ -25,8 +25,8 @@ _ORIENTATION_DEGREES = {3: 180, 6: 90, 8: 270}  # clockwise; mirrored ones are n
 
 
 @dataclass(frozen=True, slots=True)
-class Source:
-    """What the encoder and the rotate=auto step need to know about the source."""
+class SourceHeader:
+    """What the encoder and the rotate=auto step need to know about the source, from its header."""
     format: str
     size: tuple[int, int]
     mode: str
@@ -37,18 +37,14 @@ class Source:
     orientation: int = 0  # clockwise degrees that EXIF asks for (JPEG only)
 
 
-def broken(error: BaseException) -> ProxyError:
-    return ProxyError(422, Code.IMAGE_BROKEN, f"Broken image data: {error}")
-
-
-def too_large(what: str, size: tuple[int, int], limit: int, frames: int = 1) -> ProxyError:
-    shown = f"{size[0]}x{size[1]}" + (f" x {frames} frames" if frames > 1 else "")
-    return ProxyError(413, Code.IMAGE_TOO_LARGE, f"{what} {shown} is more than {limit} pixels")
+def broken(error: BaseException) -> errors.ProxyError:
+    return errors.broken_image(f"Broken image data: {error}")
 
 
 def check_pixels(what: str, size: tuple[int, int], limit: int, frames: int = 1) -> None:
     if size[0] * size[1] * frames > limit:
-        raise too_large(what, size, limit, frames)
+        shown = f"{size[0]}x{size[1]}" + (f" x {frames} frames" if frames > 1 else "")
+        raise errors.image_too_large(f"{what} {shown} is more than {limit} pixels")
 
 
 def frame_count(img: Image.Image) -> int:
@@ -65,8 +61,8 @@ def open_image(data: bytes, formats: tuple[str, ...]) -> Image.Image:
     try:
         img = Image.open(BytesIO(data), formats=list(formats))
     except Image.UnidentifiedImageError:
-        raise ProxyError(415, Code.IMAGE_FORMAT,
-                         f"Unsupported image format (accepted: {', '.join(formats)})") from None
+        raise errors.unsupported_image(
+            f"Unsupported image format (accepted: {', '.join(formats)})") from None
     except BROKEN as e:
         raise broken(e) from None
     if img.size[0] < 1 or img.size[1] < 1:
@@ -79,12 +75,12 @@ def served_format(fmt: str) -> str:
     return "JPEG" if fmt == "MPO" else fmt
 
 
-def describe(img: Image.Image) -> Source:
+def read_header(img: Image.Image) -> SourceHeader:
     """Read what later steps need from the header, before any transform loses it."""
     fmt = img.format or ""
     jpeg = fmt in JPEG_FORMATS
     exif = img.info.get("exif")
-    return Source(
+    return SourceHeader(
         format=fmt,
         size=img.size,
         mode=img.mode,

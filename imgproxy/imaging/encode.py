@@ -10,22 +10,22 @@ Mode choices, per output format:
 - GIF: P (quantised; alpha below 128 becomes the transparent index) or L.
 - TIFF: nearly every mode as it is; a palette's transparent index becomes alpha.
 
-Quality: q when given, else the output format's own default (Save.quality_for);
+Quality: q when given, else the output format's own default (ImagingSettings.quality_for);
 q=keep reuses a JPEG source's quantisation tables for JPEG output, and means the
 format's default otherwise.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from io import BytesIO
 
 from PIL import Image
 
-from ..errors import Code, ProxyError
-from ..params import AUTO, Color, Save
-from .decode import JPEG_FORMATS, Source, served_format
-from .operations import eight_bit, flatten, to_rgb
+from .. import errors
+from ..plan import AUTO, Color, Save
+from .decode import JPEG_FORMATS, SourceHeader, served_format
+from .modes import eight_bit, flatten, to_rgb
+from .settings import ImagingSettings
 
 CONTENT_TYPES = {
     "JPEG": "image/jpeg",
@@ -44,8 +44,8 @@ WRITABLE_MODES = {
     "TIFF": ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "I;16", "I;16B", "I", "F"),
 }
 _KEEPS_TRANSPARENT_COLOUR = ("PNG",)
-_UNIVERSAL = ("JPEG", "PNG", "GIF")
-AVIF_SPEED = 9  # what fmt=auto falls back to: every browser shows them  # formats that store a transparent index/colour
+_UNIVERSAL = ("JPEG", "PNG", "GIF")  # what fmt=auto falls back to: every browser shows them
+AVIF_SPEED = 9
 
 
 def content_type(fmt: str) -> str:
@@ -55,24 +55,22 @@ def content_type(fmt: str) -> str:
 def output_format(save: Save, source_format: str, has_alpha: bool = False) -> str:
     """The requested format, else the source's; 415 if Pillow cannot write it.
 
-    fmt=auto takes the best modern format the client accepts (save.accepts, filled
-    in by negotiate.py) that this Pillow can write. Failing that, a format every
-    browser shows: the source's if it is JPEG, PNG or GIF, else JPEG; and PNG
-    rather than JPEG when the image has transparency to keep.
+    A format still AUTO here is fmt=auto for a client that takes no modern format
+    (negotiation picks AVIF or WebP before the plan reaches a worker): a format every
+    browser shows, the source's if it is JPEG, PNG or GIF, else JPEG; and PNG rather
+    than JPEG when the image has transparency to keep.
     """
     Image.init()
     fmt = save.format
     if fmt == AUTO:
-        fmt = next((f for f in save.accepts if f in Image.SAVE), None)
-        if fmt is None:
-            fmt = served_format(source_format)
-            if fmt not in _UNIVERSAL:
-                fmt = "JPEG"
-            if fmt == "JPEG" and has_alpha:
-                fmt = "PNG"
+        fmt = served_format(source_format)
+        if fmt not in _UNIVERSAL:
+            fmt = "JPEG"
+        if fmt == "JPEG" and has_alpha:
+            fmt = "PNG"
     fmt = fmt or served_format(source_format)
     if fmt not in Image.SAVE:
-        raise ProxyError(415, Code.IMAGE_SAVE, f"Cannot save images as {fmt or 'unknown format'}")
+        raise errors.cannot_save(f"Cannot save images as {fmt or 'unknown format'}")
     return fmt
 
 
@@ -121,13 +119,14 @@ def _colour_family(mode: str) -> str:
     return "RGB"
 
 
-def save_options(img: Image.Image, fmt: str, save: Save, source: Source) -> dict:
+def save_options(img: Image.Image, fmt: str, save: Save, source: SourceHeader,
+                 settings: ImagingSettings) -> dict:
     """Pillow save keyword arguments for the options the plan asks for."""
     options: dict = {}
     jpeg_source = source.format in JPEG_FORMATS
-    quality = save.quality_for(fmt)
+    quality = settings.quality_for(save.quality, fmt)
     if quality == "keep":  # only a JPEG source's tables can be kept; else the format's default
-        quality = dataclasses.replace(save, quality=None).quality_for(fmt)
+        quality = settings.quality_for(None, fmt)
     if fmt == "JPEG":
         if save.quality == "keep" and jpeg_source and source.qtables:
             options["qtables"] = source.qtables  # the source's own tables: same quality
@@ -154,11 +153,12 @@ def save_options(img: Image.Image, fmt: str, save: Save, source: Source) -> dict
     return options
 
 
-def encode(img: Image.Image, save: Save, source: Source) -> tuple[bytes, str]:
+def encode(img: Image.Image, save: Save, source: SourceHeader,
+           settings: ImagingSettings) -> tuple[bytes, str]:
     """Write `img` in the plan's format; returns (body, Pillow format name)."""
     fmt = output_format(save, source.format, img.has_transparency_data)
     img = prepare(img, fmt, save.background)
-    options = save_options(img, fmt, save, source)
+    options = save_options(img, fmt, save, source, settings)
     # Only what `options` says goes out: no metadata rides along from the source's info.
     transparency = img.info.get("transparency")
     img.info = {} if transparency is None else {"transparency": transparency}
@@ -166,5 +166,5 @@ def encode(img: Image.Image, save: Save, source: Source) -> tuple[bytes, str]:
     try:
         img.save(out, fmt, **options)
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ProxyError(415, Code.IMAGE_SAVE, f"Cannot save this image as {fmt}: {e}") from None
+        raise errors.cannot_save(f"Cannot save this image as {fmt}: {e}") from None
     return out.getvalue(), fmt

@@ -1,15 +1,15 @@
-"""describe(data, plan) -> dict: what /info reports, read from the header only."""
+"""describe(data, settings) -> dict: what /info reports, read from the header only."""
 
 from __future__ import annotations
 
-from ..params import Plan
 from . import decode
+from .settings import ImagingSettings
 
 
-def describe(data: bytes, plan: Plan) -> dict:
-    img = decode.open_image(data, plan.limits.input_formats)
+def describe(data: bytes, settings: ImagingSettings) -> dict:
+    img = decode.open_image(data, settings.input_formats)
     frames = decode.frame_count(img)
-    decode.check_pixels("Source", img.size, plan.limits.max_source_pixels, frames)
+    decode.check_pixels("Source", img.size, settings.max_source_pixels, frames)
     orientation = 0
     try:
         orientation = int(img.getexif().get(0x0112) or 0)

@@ -9,63 +9,30 @@ fraction of the header size, and output sizes must not depend on that.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 from PIL import Image
 
-from ..errors import Code, ProxyError
-from ..params import FACE, Color, Region, Resize, Rotate
+from ..errors import Code, bad_request
+from ..plan import CENTER, FACE, Color, Operation, Region, Resize, Rotate
 from . import faces
+from .modes import eight_bit, to_rgb
 
 Size = tuple[int, int]
 
-FILTERS = {
+RESAMPLING = {  # the filter= names -> Pillow's filters
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
     "antialias": Image.Resampling.LANCZOS,
 }
 REDUCING_GAP = 3.0  # box-reduce first, keep >= 3x the target for the final filter
-CENTER = (0.5, 0.5)
 _TRANSPOSE = {  # clockwise degrees -> Pillow transpose (Pillow's names are counter-clockwise)
     90: Image.Transpose.ROTATE_270,
     180: Image.Transpose.ROTATE_180,
     270: Image.Transpose.ROTATE_90,
 }
-
-
-# --- modes ----------------------------------------------------------------------
-
-def eight_bit(img: Image.Image) -> Image.Image:
-    """16/32-bit greyscale -> L by scaling the range, not clipping it."""
-    if img.mode.startswith("I;16"):
-        return img.convert("I").point(lambda v: v * (1 / 256)).convert("L")
-    if img.mode in ("I", "F"):
-        _, high = img.getextrema()
-        if img.mode == "F" and high <= 1.0:
-            scale = 255.0  # float samples are conventionally 0..1
-        elif high <= 255:
-            scale = 1.0
-        elif high <= 65535:
-            scale = 1 / 256  # the usual case: 16-bit samples widened to 32 bits
-        else:
-            scale = 255 / high
-        return img.point(lambda v: v * scale).convert("L")
-    return img
-
-
-def to_rgb(img: Image.Image, alpha: bool) -> Image.Image:
-    """RGB, or RGBA when `alpha`; any source mode, transparency kept as alpha."""
-    img = eight_bit(img)
-    want = "RGBA" if alpha else "RGB"
-    return img if img.mode == want else img.convert(want)
-
-
-def flatten(img: Image.Image, background: Color) -> Image.Image:
-    """Composite onto the background's RGB: the result is opaque RGB."""
-    rgba = to_rgb(img, alpha=True)
-    canvas = Image.new("RGB", rgba.size, background[:3])
-    canvas.paste(rgba, mask=rgba.getchannel("A"))
-    return canvas
 
 
 def _resampleable(img: Image.Image, resample: int) -> Image.Image:
@@ -157,7 +124,7 @@ def crop_window(box: Size, size: Size, position: tuple[float, float]) -> tuple[f
 def resize(img: Image.Image, op: Resize, size: Size | None = None) -> Image.Image:
     """Apply a Resize. `size` is the logical size of `img` (its header size before a draft)."""
     size = size or img.size
-    resample = FILTERS[op.filter]
+    resample = RESAMPLING[op.filter]
     img = _resampleable(img, resample)
     box = box_size(op, size)
     mode = effective_mode(op, size)
@@ -204,9 +171,9 @@ def _fill(img: Image.Image, box: Size, background: Color) -> Image.Image:
 
 def check_region(op: Region, size: Size) -> None:
     if op.x + op.width > size[0] or op.y + op.height > size[1]:
-        raise ProxyError(400, Code.RECTANGLE,
-                         f"Region out-of-bounds: {op.x},{op.y},{op.width},{op.height} "
-                         f"is not inside {size[0]}x{size[1]}")
+        raise bad_request(Code.RECTANGLE,
+                          f"Region out-of-bounds: {op.x},{op.y},{op.width},{op.height} "
+                          f"is not inside {size[0]}x{size[1]}")
 
 
 def region(img: Image.Image, op: Region) -> Image.Image:
@@ -245,3 +212,46 @@ def rotate(img: Image.Image, op: Rotate) -> Image.Image:
     fill = op.background if alpha else op.background[:3]
     return img.rotate(-degrees, resample=Image.Resampling.BICUBIC, expand=op.expand,
                       fillcolor=fill)
+
+
+# --- one entry per operation type: everything the pipeline needs to know of it ---------
+
+@dataclass(frozen=True, slots=True)
+class Shrink:
+    """How an operation lets a JPEG be decoded at a reduced scale before it.
+
+    `needed`: the decode size it needs (the walk ends); else `passes`: it works as
+    well on fewer pixels and the walk goes on, `turns` if it swaps width and height.
+    """
+    needed: Size | None = None
+    passes: bool = False
+    turns: bool = False
+
+
+STOP = Shrink()
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    output_size: Callable[[Operation, Size], Size]  # from the input size; checks bounds
+    apply: Callable[[Image.Image, Operation, Size | None], Image.Image]  # size: logical, after a draft
+    shrink: Callable[[Operation, Size], Shrink]
+
+
+def _region_size(op: Region, size: Size) -> Size:
+    check_region(op, size)
+    return op.width, op.height
+
+
+def _rotate_shrink(op: Rotate, size: Size) -> Shrink:
+    if op.degrees % 90:
+        return STOP
+    return Shrink(passes=True, turns=bool(op.degrees % 180))
+
+
+KINDS: dict[type, Kind] = {
+    Resize: Kind(resize_size, resize, lambda op, size: Shrink(needed=needed_size(op, size))),
+    Region: Kind(_region_size, lambda img, op, size: region(img, op), lambda op, size: STOP),
+    Rotate: Kind(lambda op, size: rotated_size(size, op.degrees, op.expand),
+                 lambda img, op, size: rotate(img, op), _rotate_shrink),
+}

@@ -1,4 +1,4 @@
-"""process(data, plan) -> Rendered: the one entry point that workers and the CLI run.
+"""process(data, plan, settings) -> Rendered: the one entry point that workers and the CLI run.
 
 Steps: identify -> (noop: the bytes as they came) -> source pixel cap -> resolve
 rotate=auto -> output sizes and limits from the header alone -> decode, shrunk on
@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from ..errors import Code, ProxyError
-from ..params import Operation, Plan, Region, Resize, Rotate
-from . import decode, encode, operations
-from .operations import Size
+from .. import errors
+from ..plan import Operation, Plan, Resize, Rotate
+from . import decode, encode
+from .operations import KINDS, Size
+from .settings import ImagingSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,7 @@ class Rendered:
     height: int
 
 
-def process(data: bytes, plan: Plan) -> Rendered:
+def process(data: bytes, plan: Plan, settings: ImagingSettings) -> Rendered:
     """Render `data` as `plan` asks; every failure is a ProxyError."""
     with warnings.catch_warnings():
         # Pillow's warnings (corrupt EXIF and the like) are noise in a worker's log,
@@ -36,42 +37,41 @@ def process(data: bytes, plan: Plan) -> Rendered:
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            return _process(data, plan)
+            return _process(data, plan, settings)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ProxyError(413, Code.IMAGE_TOO_LARGE, str(e)) from None
+            raise errors.image_too_large(str(e)) from None
 
 
-def _process(data: bytes, plan: Plan) -> Rendered:
-    limits = plan.limits
-    img = decode.open_image(data, limits.input_formats)
+def _process(data: bytes, plan: Plan, settings: ImagingSettings) -> Rendered:
+    img = decode.open_image(data, settings.input_formats)
     if plan.is_noop:  # identified, never decoded
         fmt = decode.served_format(img.format)
         return Rendered(data, encode.content_type(fmt), fmt, *img.size)
 
     # Every frame counts against the cap, though only the first is ever decoded.
-    decode.check_pixels("Source image", img.size, limits.max_source_pixels, decode.frame_count(img))
-    source = decode.describe(img)
-    ops = resolve_auto_rotation(plan.operations, source)
-    sizes = operation_sizes(ops, source.size, limits.max_output_pixels)
-    img = decode.load(img, draft_size(ops, source.size))
+    decode.check_pixels("Source image", img.size, settings.max_source_pixels, decode.frame_count(img))
+    header = decode.read_header(img)
+    ops = resolve_auto_rotation(plan.operations, header)
+    sizes = operation_sizes(ops, header.size, settings.max_output_pixels)
+    img = decode.load(img, draft_size(ops, header.size))
 
-    drafted = img.size != source.size
+    drafted = img.size != header.size
     for op, size in zip(ops, sizes):
         # Until the first resize, a drafted image is smaller than its logical size.
-        img = apply(img, op, size if drafted else None)
+        img = KINDS[type(op)].apply(img, op, size if drafted else None)
         drafted = drafted and not isinstance(op, Resize)
 
-    if source.exif and source.orientation and any(
+    if header.exif and header.orientation and any(
             isinstance(op, Rotate) and op.degrees is None for op in plan.operations):
         # The pixels are upright now; kept EXIF must not ask viewers to turn them again.
-        source = dataclasses.replace(source, exif=decode.reset_orientation(source.exif))
-    body, fmt = encode.encode(img, plan.save, source)
+        header = dataclasses.replace(header, exif=decode.reset_orientation(header.exif))
+    body, fmt = encode.encode(img, plan.save, header, settings)
     return Rendered(body, encode.content_type(fmt), fmt, img.size[0], img.size[1])
 
 
-def resolve_auto_rotation(ops: tuple[Operation, ...], source: decode.Source) -> list[Operation]:
+def resolve_auto_rotation(ops: tuple[Operation, ...], header: decode.SourceHeader) -> list[Operation]:
     """rotate=auto becomes the EXIF orientation's degrees (0 for non-JPEG sources)."""
-    return [dataclasses.replace(op, degrees=source.orientation)
+    return [dataclasses.replace(op, degrees=header.orientation)
             if isinstance(op, Rotate) and op.degrees is None else op for op in ops]
 
 
@@ -80,38 +80,21 @@ def operation_sizes(ops: list[Operation], size: Size, max_output_pixels: int) ->
     sizes = []
     for op in ops:
         sizes.append(size)
-        if isinstance(op, Resize):
-            size = operations.resize_size(op, size)
-        elif isinstance(op, Region):
-            operations.check_region(op, size)
-            size = (op.width, op.height)
-        elif isinstance(op, Rotate):
-            size = operations.rotated_size(size, op.degrees, op.expand)
+        size = KINDS[type(op)].output_size(op, size)
         decode.check_pixels("Output image", size, max_output_pixels)
     return sizes
 
 
 def draft_size(ops: list[Operation], size: Size) -> Size | None:
-    """The decode size a first resize needs (right-angle rotations may come before it)."""
+    """The decode size the first resize needs, if only operations that pass come before it."""
     turned = False
     for op in ops:
-        if isinstance(op, Rotate) and op.degrees % 90 == 0:
-            if op.degrees % 180:
-                turned, size = not turned, (size[1], size[0])
-            continue
-        if isinstance(op, Resize):
-            need = operations.needed_size(op, size)
+        shrink = KINDS[type(op)].shrink(op, size)
+        if shrink.needed:
+            need = shrink.needed
             return (need[1], need[0]) if turned else need
-        return None
+        if not shrink.passes:
+            return None
+        if shrink.turns:
+            turned, size = not turned, (size[1], size[0])
     return None
-
-
-def apply(img: Image.Image, op: Operation, size: Size | None = None) -> Image.Image:
-    """One operation; `size` is the logical size of a drafted image, for a resize."""
-    if isinstance(op, Resize):
-        return operations.resize(img, op, size)
-    if isinstance(op, Region):
-        return operations.region(img, op)
-    if isinstance(op, Rotate):
-        return operations.rotate(img, op)
-    raise TypeError(f"not an operation: {op!r}")

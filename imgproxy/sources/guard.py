@@ -7,6 +7,9 @@ that resolves to an internal address, or is re-pointed there later, is refused.
 from __future__ import annotations
 
 import ipaddress
+import socket
+
+import pycurl
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
@@ -38,3 +41,21 @@ def is_public(address: str) -> bool:
             return all(is_public(str(v4)) for v4 in embedded)
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_loopback
                                  or ip.is_link_local or ip.is_private or ip.is_unspecified)
+
+
+class AddressGuard:
+    """Refuses, at connect time, any address that is not public unless the host is trusted.
+
+    Installed as curl's OPENSOCKETFUNCTION for one request; `refused` tells why it failed.
+    """
+
+    def __init__(self, trusted: bool):
+        self.trusted = trusted
+        self.refused: str | None = None
+
+    def open_socket(self, purpose: int, address) -> socket.socket | int:
+        ip = address.addr[0]
+        if not self.trusted and not is_public(ip):
+            self.refused = ip
+            return pycurl.SOCKET_BAD
+        return socket.socket(address.family, address.socktype, address.protocol)

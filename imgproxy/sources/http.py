@@ -1,10 +1,8 @@
-"""Fetch source images over curl (pycurl) without blocking the event loop, within limits."""
+"""The http(s) Loader: fetch over curl (pycurl) without blocking the event loop, within limits."""
 
 from __future__ import annotations
 
 import logging
-import socket
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
@@ -12,18 +10,18 @@ import pycurl
 from tornado.curl_httpclient import CurlAsyncHTTPClient, CurlError
 from tornado.httpclient import HTTPRequest, HTTPResponse
 
-from . import __version__
-from .addresses import is_public
-from .errors import Code, ProxyError, forbidden
-from .params import check_url
-from .security import host_allowed
+from .. import __version__, errors
+from ..errors import Code, ProxyError
+from ..urls import check_url, host_allowed
+from . import Source, Validators
+from .guard import AddressGuard
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import Settings
+    from ..config import Settings
 
-log = logging.getLogger("imgproxy.fetch")
+log = logging.getLogger("imgproxy.sources.http")
 
-# Origin headers a reply passes through (Pilbox's list, plus validators for later use).
+# Origin headers a reply passes through (Pilbox's list).
 FORWARDED_HEADERS = ("Cache-Control", "Expires", "Last-Modified")
 MAX_REDIRECTS = 5
 LOW_SPEED_BYTES = 1024  # an origin slower than this per second for LOW_SPEED_SECONDS is dropped
@@ -34,30 +32,7 @@ _NOT_FOUND = (404, 410)
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
-    body: bytes
-    headers: dict[str, str]  # the ones a reply passes through
-    url: str
-    validators: tuple[str | None, str | None] = (None, None)  # origin's ETag, Last-Modified
-
-
-class _AddressGuard:
-    """Refuses, at connect time, any address that is not public unless the host is trusted."""
-
-    def __init__(self, trusted: bool):
-        self.trusted = trusted
-        self.refused: str | None = None
-
-    def open_socket(self, purpose: int, address) -> socket.socket | int:
-        ip = address.addr[0]
-        if not self.trusted and not is_public(ip):
-            self.refused = ip
-            return pycurl.SOCKET_BAD
-        return socket.socket(address.family, address.socktype, address.protocol)
-
-
-class Fetcher:
+class HttpLoader:
     """One curl client for the process: at most `max_requests` fetches at a time.
 
     Redirects are followed here, not by curl, so every hop is checked like the
@@ -80,43 +55,46 @@ class Fetcher:
         # Behind an operator's proxy, curl connects to the proxy: the proxy decides.
         return bool(s.proxy_host) or bool(s.allowed_hosts and host_allowed(url, s.allowed_hosts))
 
-    async def fetch(self, url: str,
-                    validators: tuple[str | None, str | None] | None = None) -> Source | None:
-        """The source; or None when `validators` are given and the origin says 304."""
-        s = self._settings
+    async def load(self, ref: str, validators: Validators | None = None) -> Source | None:
+        """The source at URL `ref`; or None when `validators` are given and the origin says 304."""
+        url = ref
         for _ in range(MAX_REDIRECTS + 1):
             response = await self._get(url, validators)
-            if validators and response.code == 304 and getattr(response.error, "errno", None) is None:
+            if validators and response.code == 304 and _errno(response) is None:
                 return None  # not modified: tornado reports a 304 as an HTTP error
-            if response.code not in _REDIRECTS or getattr(response.error, "errno", None):
+            if response.code not in _REDIRECTS or _errno(response):
                 break
-            location = response.headers.get("Location")
-            if not location:
-                raise ProxyError(502, Code.FETCH, f"Origin answered {response.code} without a Location")
-            url = urljoin(url, location.strip())
-            try:
-                check_url(url)
-            except ProxyError:
-                raise ProxyError(502, Code.FETCH, "Origin redirected to an unsupported URL") from None
-            if s.allowed_hosts and not host_allowed(url, s.allowed_hosts):
-                raise forbidden(Code.HOST, "Origin redirected to a host that is not allowed")
+            url = self._next_hop(url, response)
         else:
-            raise ProxyError(502, Code.FETCH, f"Too many redirects (more than {MAX_REDIRECTS})")
+            raise errors.origin_failed(f"Too many redirects (more than {MAX_REDIRECTS})")
         if response.error is None and response.code == 200:
             headers = {k: response.headers[k] for k in FORWARDED_HEADERS if response.headers.get(k)}
-            validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
-            return Source(response.body, headers, url, validators)
+            return Source(response.body, headers,
+                          Validators(response.headers.get("ETag"), response.headers.get("Last-Modified")))
         raise _fetch_error(url, response)
 
-    async def _get(self, url: str, validators: tuple[str | None, str | None] | None = None):
+    def _next_hop(self, url: str, response: HTTPResponse) -> str:
+        location = response.headers.get("Location")
+        if not location:
+            raise errors.origin_failed(f"Origin answered {response.code} without a Location")
+        url = urljoin(url, location.strip())
+        try:
+            check_url(url)
+        except ProxyError:
+            raise errors.origin_failed("Origin redirected to an unsupported URL") from None
+        allowed = self._settings.allowed_hosts
+        if allowed and not host_allowed(url, allowed):
+            raise errors.forbidden(Code.HOST, "Origin redirected to a host that is not allowed")
+        return url
+
+    async def _get(self, url: str, validators: Validators | None) -> HTTPResponse:
         s = self._settings
         conditional = {}
-        if validators:
-            if validators[0]:
-                conditional["If-None-Match"] = validators[0]
-            if validators[1]:
-                conditional["If-Modified-Since"] = validators[1]
-        guard = _AddressGuard(self._trusted(url))
+        if validators and validators.etag:
+            conditional["If-None-Match"] = validators.etag
+        if validators and validators.last_modified:
+            conditional["If-Modified-Since"] = validators.last_modified
+        guard = AddressGuard(self._trusted(url))
 
         def prepare(curl: pycurl.Curl) -> None:
             # A Content-Length above the cap is refused before any body is read.
@@ -147,21 +125,25 @@ class Fetcher:
             response = HTTPResponse(request, 599, error=e)
         if guard.refused:
             log.warning("refused to connect to %s for %s", guard.refused, url)
-            raise forbidden(Code.HOST, "Source host resolves to an address that may not be fetched")
+            raise errors.forbidden(Code.HOST, "Source host resolves to an address that may not be fetched")
         return response
 
 
-def _fetch_error(url: str, response) -> ProxyError:
-    errno = getattr(response.error, "errno", None)
+def _errno(response: HTTPResponse) -> int | None:
+    return getattr(response.error, "errno", None)
+
+
+def _fetch_error(url: str, response: HTTPResponse) -> ProxyError:
+    errno = _errno(response)
     log.warning("fetch failed for %s: %s", url, response.error or response.code)
     if errno is None:
         if response.code in _NOT_FOUND:
-            return ProxyError(404, Code.FETCH, f"Source not found (origin answered {response.code})")
-        return ProxyError(502, Code.FETCH, f"Origin answered HTTP {response.code}")
+            return errors.source_not_found(f"Source not found (origin answered {response.code})")
+        return errors.origin_failed(f"Origin answered HTTP {response.code}")
     if errno == pycurl.E_OPERATION_TIMEDOUT:
-        return ProxyError(504, Code.FETCH, "Origin timed out")
+        return errors.origin_timeout("Origin timed out")
     if errno == pycurl.E_FILESIZE_EXCEEDED or "max_body_size" in str(response.error):
-        return ProxyError(413, Code.FETCH, "Source image is larger than max_source_bytes")
+        return errors.source_too_large("Source image is larger than max_source_bytes")
     if errno == pycurl.E_COULDNT_RESOLVE_HOST:
-        return ProxyError(502, Code.FETCH, "Cannot resolve the origin's host name")
-    return ProxyError(502, Code.FETCH, "Cannot fetch the source from its origin")
+        return errors.origin_failed("Cannot resolve the origin's host name")
+    return errors.origin_failed("Cannot fetch the source from its origin")

@@ -1,0 +1,100 @@
+"""The Tornado application: services made from Settings, the routes, and the server's life."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import tornado.web
+from tornado.httpserver import HTTPServer
+
+from ..config import Settings
+from ..delivery.cache import ResultCache
+from ..delivery.results import Results
+from ..metrics import Metrics
+from ..pool import Pool
+from ..render import RenderService
+from ..sources.http import HttpLoader
+from ..storage.files import FileStore
+from ..storage.redis import RedisStore
+from . import handlers
+from .replies import log_request
+
+log = logging.getLogger("imgproxy.server")
+
+
+@dataclass
+class Services:
+    """What handlers use; made once per server from Settings."""
+    pool: Pool
+    metrics: Metrics
+    render: RenderService
+    results: Results
+
+
+def make_result_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
+    count = metrics.cache.labels  # bound below: hit, miss, error
+    if settings.cache_url:
+        store = RedisStore(settings.cache_url, settings.cache_ttl, settings.cache_max_entry_bytes)
+    elif settings.cache_dir:
+        store = FileStore(settings.cache_dir, settings.cache_max_bytes)
+    else:
+        return None
+    return ResultCache(store, settings.cache_ttl, lambda result: count(result).inc())
+
+
+def make_services(settings: Settings, pool: Pool, metrics: Metrics) -> Services:
+    render = RenderService(settings, HttpLoader(settings), pool, metrics)
+    return Services(pool, metrics, render, Results(render, make_result_cache(settings, metrics)))
+
+
+class Application(tornado.web.Application):
+    def __init__(self, settings: Settings, services: Services):
+        self.imgproxy_settings = settings
+        self.services = services
+        self.inflight = 0  # handlers still answering; a graceful stop waits for them
+        super().__init__(
+            handlers.ROUTES,
+            default_handler_class=handlers.NotFoundHandler,
+            log_function=log_request,
+            debug=False,
+        )
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Start workers, listen, and run until SIGTERM or SIGINT; then stop gracefully."""
+    metrics = Metrics()
+    # Workers are forked first, before the event loop has started any thread.
+    pool = Pool(settings.worker_count, settings.queue_size, settings.process_timeout,
+                settings.worker_memory_limit or None, observe=metrics.observe)
+    pool.start()
+    metrics.watch_pool(pool.stats)
+    services = make_services(settings, pool, metrics)
+    app = Application(settings, services)
+    server = HTTPServer(app, xheaders=False, idle_connection_timeout=60,
+                        body_timeout=30, max_header_size=16 * 1024)
+    server.listen(settings.port, settings.address)
+    log.info("imgproxy listening on http://%s:%d with %d workers",
+             settings.address, settings.port, settings.worker_count)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+
+    log.info("stopping: no new connections, finishing running work")
+    server.stop()
+    # Requests still fetching or queued finish first (bounded), then the workers stop.
+    grace = settings.timeout + settings.process_timeout
+    deadline = loop.time() + grace
+    while app.inflight and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    await pool.close(grace=max(1.0, deadline - loop.time()))
+    await server.close_all_connections()
+    services.render.loader.close()
+    log.info("stopped")

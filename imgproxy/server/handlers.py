@@ -1,0 +1,116 @@
+"""Request handlers. The image handler reads as the request's steps; policy lives in the steps."""
+
+from __future__ import annotations
+
+import time
+
+import PIL
+import tornado.web
+from PIL import features
+
+from .. import __version__, security
+from ..delivery.conditional import NotModified, etag_matches
+from ..delivery.keys import result_key
+from ..delivery.negotiate import choose_format
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..options.build import build_plan
+from ..options.query import parse_query
+from .replies import BaseHandler
+
+
+class ImageHandler(BaseHandler):
+    async def get(self) -> None:
+        started = time.monotonic()
+        self.op_label = "-"
+        try:
+            await self.answer(self._serve())
+        finally:
+            m = self.app.services.metrics
+            m.requests.labels(str(self.get_status()), self.op_label).inc()
+            m.observe("total", time.monotonic() - started)
+
+    async def _serve(self) -> None:
+        services, settings = self.app.services, self.app.imgproxy_settings
+        options = parse_query(self.request.query)
+        ops, url = security.check_image_request(options, self.request.query, settings)
+        # Only validated names, as a set: the label takes at most 15 values whatever op= says.
+        self.op_label = ",".join(sorted(set(ops)))
+        plan = build_plan(options, settings)
+        plan, varies = choose_format(plan, self.request.headers.get("Accept"))
+        if varies:
+            self.set_vary("Accept")
+        key = result_key(url, plan, services.render.imaging)
+        client_etag = self.request.headers.get("If-None-Match")
+        result = await services.results.get(key, url, plan, client_etag)
+        if isinstance(result, NotModified) or etag_matches(client_etag, result.etag):
+            self._not_modified(result.etag, result.headers)
+        else:
+            self._send(result.etag, result.headers, result.content_type, result.body)
+
+    def _caching_headers(self, etag: str, origin_headers: dict[str, str]) -> None:
+        self.set_header("ETag", etag)
+        for name, value in origin_headers.items():
+            self.set_header(name, value)
+        if self.app.imgproxy_settings.cache_control:
+            self.set_header("Cache-Control", self.app.imgproxy_settings.cache_control)
+
+    def _not_modified(self, etag: str, origin_headers: dict[str, str]) -> None:
+        self._caching_headers(etag, origin_headers)
+        self.set_status(304)
+        self.finish()
+
+    def _send(self, etag: str, origin_headers: dict[str, str], content_type: str, body: bytes) -> None:
+        self._caching_headers(etag, origin_headers)
+        self.set_header("Content-Type", content_type)
+        self.app.services.metrics.sent_bytes.inc(len(body))
+        self.finish(body)
+
+
+class InfoHandler(BaseHandler):
+    """What the source is, read from its header: same signing and host rules as images."""
+
+    async def get(self) -> None:
+        await self.answer(self._serve())
+
+    async def _serve(self) -> None:
+        render = self.app.services.render
+        options = parse_query(self.request.query)
+        url = security.check_source_request(options, self.request.query, self.app.imgproxy_settings)
+        info = await render.describe(await render.load(url))
+        self.write_json(200, {"url": url, **info})
+
+
+class HealthHandler(BaseHandler):
+    def get(self) -> None:
+        stats = self.app.services.pool.stats()
+        status = 200 if stats.alive > 0 else 503
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(status, {
+            "status": "ok" if status == 200 else "unavailable",
+            "version": __version__,
+            "workers": {"alive": stats.alive, "total": stats.total, "busy": stats.busy},
+            "queue": stats.queued,
+            "libraries": {
+                "pillow": PIL.__version__,
+                # libjpeg-turbo's own version; "jpg" alone gives the API level (6.2)
+                "libjpeg": features.version("libjpeg_turbo") or features.version("jpg"),
+                "libwebp": features.version("webp"),
+                "libavif": features.version("avif"),
+            },
+        })
+
+
+class MetricsHandler(BaseHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", METRICS_CONTENT_TYPE)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(self.app.services.metrics.render())
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404, reason="Not found")
+
+
+ROUTES = [(r"/", ImageHandler), (r"/info", InfoHandler), (r"/health", HealthHandler),
+          (r"/metrics", MetricsHandler)]

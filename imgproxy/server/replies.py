@@ -1,0 +1,99 @@
+"""What every reply has: safety headers, JSON bodies, and the one place errors become answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import tornado.web
+
+from ..errors import ProxyError
+
+log = logging.getLogger("imgproxy.server")
+access_log = logging.getLogger("imgproxy.access")
+
+# Sent with every reply: the bytes are never to be sniffed or run as a document.
+SAFETY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'",
+}
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    vary: str | None = None  # kept on error replies too
+
+    @property
+    def app(self) -> Any:
+        """The server.app.Application (not imported here: app imports the handlers)."""
+        return self.application
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")
+        for name, value in SAFETY_HEADERS.items():
+            self.set_header(name, value)
+
+    def set_vary(self, header: str) -> None:
+        self.vary = header
+        self.set_header("Vary", header)
+
+    def write_json(self, status: int, body: dict[str, Any]) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(error, ProxyError):
+            status, code, reason = error.status, error.code, error.reason
+        elif isinstance(error, tornado.web.HTTPError):
+            status, code, reason = error.status_code, 0, error.reason or self._reason
+        else:
+            status, code, reason = 500, 0, "Internal server error"
+        self.clear()
+        self.set_default_headers()
+        if self.vary:  # send_error cleared it; errors vary as well
+            self.set_header("Vary", self.vary)
+        # A CDN must not pin a transient failure for long.
+        self.set_header("Cache-Control", self.app.imgproxy_settings.error_cache_control)
+        if status == 503:
+            self.set_header("Retry-After", "1")
+        self.write_json(status, {"status_code": status, "error_code": code, "error": reason})
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, ProxyError):
+            log.info("%s %s: %s", self.request.method, self.request.uri, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def finish(self, chunk=None):
+        self._flushed = super().finish(chunk)
+        return self._flushed
+
+    async def answer(self, coro) -> None:
+        """Run a handler's work; a ProxyError becomes its JSON answer. A graceful stop waits for these."""
+        self.app.inflight += 1
+        try:
+            await coro
+        except ProxyError as e:
+            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+        finally:
+            flushed = getattr(self, "_flushed", None)
+            if flushed is not None:
+                try:
+                    await flushed
+                except Exception:  # the client went away: nothing left to wait for
+                    pass
+            else:
+                await asyncio.sleep(0)
+            self.app.inflight -= 1
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    status = handler.get_status()
+    size = handler._headers.get("Content-Length", "-")  # set by finish()
+    ms = 1000.0 * handler.request.request_time()
+    level = logging.INFO if status < 500 else logging.WARNING
+    access_log.log(level, "%s %s %d %.1fms %sB", handler.request.method,
+                   handler.request.uri, status, ms, size)

@@ -1,0 +1,122 @@
+"""Blobs as files under a root directory, optionally bounded in bytes (least recently used out).
+
+Disk I/O runs in threads, off the event loop. Writes go to a temporary file in the
+same directory, then os.replace(), so a crash never leaves half a blob under a
+real name. Recency is the files' modification time, so it survives a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import tempfile
+import threading
+
+from . import StorageError, check_key
+
+
+class FileStore:
+    def __init__(self, root: str, max_bytes: int | None = None):
+        self.root = root
+        self.max_bytes = max_bytes
+        self._sizes: collections.OrderedDict[str, int] = collections.OrderedDict()  # oldest first
+        self._total = 0
+        self._lock = threading.Lock()
+        os.makedirs(root, exist_ok=True)
+        self._scan()
+
+    def _path(self, key: str) -> str:
+        *folders, name = check_key(key)
+        # Fan out by the name's first two characters: no folder grows to millions of files.
+        return os.path.join(self.root, *folders, name[:2], name)
+
+    def _key(self, path: str) -> str:
+        *folders, _, name = os.path.relpath(path, self.root).split(os.sep)
+        return "/".join([*folders, name])
+
+    def _scan(self) -> None:
+        """Rebuild sizes and recency from the files, after a restart."""
+        found = []
+        for folder, _, names in os.walk(self.root):
+            for name in names:
+                path = os.path.join(folder, name)
+                if name.startswith("."):  # a temporary file a crash left behind
+                    _remove(path)
+                    continue
+                st = os.stat(path)
+                found.append((st.st_mtime, self._key(path), st.st_size))
+        for _, key, size in sorted(found):
+            self._sizes[key] = size
+            self._total += size
+        self._evict()
+
+    # the protocol, off the event loop
+    async def get(self, key: str) -> bytes | None:
+        return await asyncio.to_thread(self._get, key)
+
+    async def put(self, key: str, data: bytes) -> None:
+        await asyncio.to_thread(self._put, key, data)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._delete, key)
+
+    async def list(self, prefix: str = "") -> list[str]:
+        with self._lock:
+            return [k for k in self._sizes if k.startswith(prefix)]
+
+    # the work, in a thread
+    def _get(self, key: str) -> bytes | None:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StorageError(str(e)) from e
+        with self._lock:
+            if key in self._sizes:
+                self._sizes.move_to_end(key)
+        try:
+            os.utime(path)  # recency survives a restart
+        except OSError:
+            pass
+        return data
+
+    def _put(self, key: str, data: bytes) -> None:
+        if self.max_bytes is not None and len(data) > self.max_bytes:
+            return
+        path = self._path(key)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError as e:
+            raise StorageError(str(e)) from e
+        with self._lock:
+            self._total -= self._sizes.pop(key, 0)
+            self._sizes[key] = len(data)
+            self._total += len(data)
+            self._evict()
+
+    def _delete(self, key: str) -> None:
+        path = self._path(key)
+        with self._lock:
+            self._total -= self._sizes.pop(key, 0)
+        _remove(path)
+
+    def _evict(self) -> None:
+        while self.max_bytes is not None and self._total > self.max_bytes and self._sizes:
+            key, size = self._sizes.popitem(last=False)
+            self._total -= size
+            _remove(self._path(key))
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
