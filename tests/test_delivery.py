@@ -308,8 +308,7 @@ def test_identical_requests_in_flight_are_computed_once(start_proxy, origin, tmp
 @pytest.fixture
 def redis_server(tmp_path):
     binary = shutil.which("redis-server")
-    if not binary:
-        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    assert binary, "redis-server is not installed (.ci/run installs it; apt-get install redis-server)"
     port = free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(tmp_path)],

@@ -17,17 +17,19 @@ from ..plan import AUTO, Plan
 KEY_VERSION = 1  # bump when the same key could name different bytes
 
 
-def _quality(plan: Plan, imaging: ImagingSettings) -> object:
+def _decided(plan: Plan, imaging: ImagingSettings) -> tuple[Plan, tuple]:
+    """The plan with the quality the encoder will use, where that is known before the
+    source is; else the default qualities it will choose from."""
     save = plan.save
-    if isinstance(save.quality, int):
-        return save.quality
-    if save.format not in (None, AUTO) and save.quality is None:
-        return imaging.quality_for(None, save.format)
-    return [save.quality, *imaging.qualities]  # decided by the worker from these
+    if (save.format in (None, AUTO) and not isinstance(save.quality, int)) or save.quality == "keep":
+        return plan, imaging.qualities  # the source's format (or tables) decide
+    quality = imaging.quality_for(save.quality, save.format)
+    return dataclasses.replace(plan, save=dataclasses.replace(save, quality=quality)), ()
 
 
 def _text(ref: str, plan: Plan, imaging: ImagingSettings) -> str:
-    return f"{KEY_VERSION}\n{ref}\n{plan.canonical()}\n{_quality(plan, imaging)}"
+    plan, qualities = _decided(plan, imaging)
+    return f"{KEY_VERSION}\n{ref}\n{plan.canonical()}\n{qualities}"
 
 
 def result_key(ref: str, plan: Plan, imaging: ImagingSettings) -> str:
