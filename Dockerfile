@@ -9,4 +9,7 @@ RUN pip install --no-cache-dir . \
 
 USER imgproxy
 EXPOSE 8888
+# The slim image has no curl: Python asks /health (urlopen fails on its 503).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8888/health', timeout=4)"]
 ENTRYPOINT ["imgproxy", "--address=0.0.0.0", "--port=8888"]

@@ -24,9 +24,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if settings.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from .server.app import serve  # imported late: --help and bad flags stay fast
+    from .server.app import StartupError, serve  # imported late: --help and bad flags stay fast
     try:
         asyncio.run(serve(settings))
+    except StartupError as e:
+        print(f"imgproxy: {e}", file=sys.stderr)
+        return 2
     except OSError as e:  # e.g. the port is taken
         print(f"imgproxy: cannot start: {e}", file=sys.stderr)
         return 1

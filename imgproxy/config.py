@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import ProxyError
 from .options import values
-from .plan import OPERATIONS, Position
+from .plan import OPERATIONS, POSITIONS, Position
 
 
 class ConfigError(Exception):
@@ -92,6 +92,21 @@ def _query_value(parser: Callable[[str], Any]):
     return convert
 
 
+def _port(value: Any) -> int:
+    n = _integer(value)
+    if not 1 <= n <= 65535:
+        raise ValueError(f"must be a port number from 1 to 65535, got {value!r}")
+    return n
+
+
+def _encoder_quality(value: Any) -> int:
+    """A number 1-99: "keep" only means something for JPEG output (the source's tables)."""
+    quality = _query_value(values.parse_quality)(value)
+    if quality == "keep":
+        raise ValueError("keep applies to JPEG only (option quality); give a number from 1 to 99")
+    return quality
+
+
 def _operations(value: Any) -> tuple[str, ...]:
     return values.parse_operations(",".join(_list(value)))
 
@@ -129,7 +144,7 @@ def _option(default: Any, convert: Callable[[Any], Any], help: str) -> Any:
 class Settings:
     # server
     address: str = _option("127.0.0.1", _str, "address to listen on")
-    port: int = _option(8888, _integer, "port to listen on")
+    port: int = _option(8888, _port, "port to listen on")
     config: str | None = _option(None, _str, "path to a Python configuration file")
     debug: bool = _option(False, _bool, "log at debug level")
     workers: int = _option(0, _non_negative, "image worker processes; 0 = one per core")
@@ -153,7 +168,7 @@ class Settings:
     ca_certs: str | None = _option(None, _str, "CA certificates file (PEM)")
     validate_cert: bool = _option(True, _bool, "verify the origin's TLS certificate")
     proxy_host: str | None = _option(None, _str, "HTTP proxy host for fetches")
-    proxy_port: int | None = _option(None, _positive(_integer), "HTTP proxy port for fetches")
+    proxy_port: int | None = _option(None, _port, "HTTP proxy port for fetches")
     user_agent: str | None = _option(None, _str, "User-Agent sent to origins")
     # decoding
     max_source_pixels: int = _option(50_000_000, _positive(_integer), "largest source in pixels")
@@ -185,8 +200,8 @@ class Settings:
     preserve_exif: bool = _option(False, _query_value(values.parse_preserve_exif), "default exif")
     progressive: bool = _option(False, _query_value(values.parse_progressive), "default progressive")
     quality: int | str = _option(90, _query_value(values.parse_quality), "default quality, 1-99 or keep")
-    quality_webp: int = _option(90, _query_value(values.parse_quality), "default quality of WebP output")
-    quality_avif: int = _option(85, _query_value(values.parse_quality), "default quality of AVIF output")
+    quality_webp: int = _option(90, _encoder_quality, "default quality of WebP output")
+    quality_avif: int = _option(85, _encoder_quality, "default quality of AVIF output")
     retain: int = _option(75, _query_value(values.parse_retain), "default adapt retain percent")
 
     @property
@@ -280,6 +295,15 @@ def usage() -> str:
 
 
 def _shown(value: Any) -> str:
+    """A default in the form a user writes it (flags and config files take these)."""
+    if value is None or value == ():
+        return "unset"
+    if isinstance(value, tuple) and len(value) == 4 and all(isinstance(v, int) for v in value):
+        r, g, b, a = value  # a colour: ARGB hex, as bg= takes it
+        return f"{a:02x}{r:02x}{g:02x}{b:02x}"
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, float) for v in value):
+        names = {ratios: name for name, ratios in POSITIONS.items()}
+        return names.get(value, f"{value[0]:g},{value[1]:g}")
     if isinstance(value, tuple):
-        return ",".join(map(str, value)) if value and isinstance(value[0], str) else str(value)
+        return ",".join(map(str, value))
     return str(value)

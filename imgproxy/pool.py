@@ -40,6 +40,7 @@ _MAX_FRAME = 1 << 30
 _SOCKET_BUFFER = 4 << 20  # the kernel caps it at net.core.wmem_max/rmem_max
 _KEEP_RESIDENT = 160 << 20  # a worker above this after a task is trimmed (see _memory_releaser)
 _PRELOAD = ["imgproxy.worker_preload"]
+FAILING_AFTER = 3  # tasks in a row that cost their worker (memory, death): the pool is failing
 
 
 # --- the worker side (runs in the child process) ----------------------------------
@@ -85,6 +86,14 @@ def _memory_releaser(keep_bytes: int):
     return release
 
 
+def _mapped_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
 def _worker_main(sock: socket.socket, memory_limit: int | None) -> None:
     # The parent handles signals; a worker is stopped by closing its socket or SIGKILL.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -92,6 +101,8 @@ def _worker_main(sock: socket.socket, memory_limit: int | None) -> None:
     if memory_limit:
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    # Ready, and how much address space an idle worker already maps (against memory_limit).
+    _send_frame(sock, ("ready", _mapped_bytes()))
     release_memory = _memory_releaser(_KEEP_RESIDENT)
     while True:
         header = _recv_exact(sock, _TASK.size)
@@ -127,6 +138,7 @@ class PoolStats:
     busy: int
     queued: int
     restarts: int
+    failing: bool  # the last tasks all ended with a worker out of memory or dead
 
 
 class _Worker:
@@ -134,6 +146,8 @@ class _Worker:
         self.process = process
         self.stream = stream
         self.busy = False
+        self.ready = False  # until its first frame arrives
+        self.mapped = 0  # bytes of address space it mapped when idle
 
     @property
     def pid(self) -> int | None:
@@ -158,6 +172,7 @@ class Pool:
         self.memory_limit = memory_limit
         self._observe = observe or (lambda stage, seconds: None)
         self.restarts = 0
+        self._failures = 0  # tasks in a row whose worker ran out of memory or died
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(_PRELOAD)
         self._workers: list[_Worker] = []
@@ -168,6 +183,16 @@ class Pool:
     def start(self) -> None:
         for _ in range(self.size):
             self._workers.append(self._spawn())
+
+    async def ready(self, timeout: float = 60.0) -> int:
+        """Wait until every worker has started; returns the most address space an idle
+        worker maps, in bytes. Listening before this would refuse an early burst."""
+        deadline = time.monotonic() + timeout
+        while not all(w.ready for w in self._workers) or len(self._workers) < self.size:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"image workers did not start within {timeout:g}s")
+            await asyncio.sleep(0.01)
+        return max((w.mapped for w in self._workers), default=0)
 
     def _spawn(self) -> _Worker:
         parent, child = socket.socketpair()
@@ -181,8 +206,18 @@ class Pool:
         stream = IOStream(parent, max_buffer_size=_MAX_FRAME + _HEADER.size)
         worker = _Worker(process, stream)
         stream.set_close_callback(lambda: self._on_worker_closed(worker))
+        asyncio.get_running_loop().create_task(self._await_ready(worker))
         log.debug("worker %s started", process.pid)
         return worker
+
+    async def _await_ready(self, worker: _Worker) -> None:
+        try:
+            _, worker.mapped = await self._read_frame(worker)
+        except StreamClosedError:
+            self._failures += 1  # it died starting: the close callback replaces it
+            return
+        worker.ready = True
+        self._wake_next()
 
     def _on_worker_closed(self, worker: _Worker) -> None:
         """A worker's socket closed: it died, was killed, or the pool is closing."""
@@ -227,12 +262,13 @@ class Pool:
     def stats(self) -> PoolStats:
         alive = sum(1 for w in self._workers if w.process.is_alive())
         busy = sum(1 for w in self._workers if w.busy)
-        return PoolStats(self.size, alive, busy, len(self._waiting), self.restarts)
+        return PoolStats(self.size, alive, busy, len(self._waiting), self.restarts,
+                         self._failures >= FAILING_AFTER)
 
     # running tasks
     def _idle_worker(self) -> _Worker | None:
         for w in self._workers:
-            if not w.busy and not w.stream.closed():
+            if w.ready and not w.busy and not w.stream.closed():
                 return w
         return None
 
@@ -288,10 +324,14 @@ class Pool:
             raise errors.deadline(f"Processing took longer than {self.task_timeout:g}s") from None
         except StreamClosedError:
             worker.kill()
+            self._failures += 1
             raise errors.worker_failed("The worker processing this image stopped unexpectedly") from None
         if reply[0] == "ok":
+            self._failures = 0
             return reply[1]
-        raise reply[1]
+        error = reply[1]
+        self._failures = self._failures + 1 if error.code == errors.Code.WORKER_FAILED else 0
+        raise error
 
     async def _exchange(self, worker: _Worker, function: Callable[..., Any], data: bytes,
                         args: tuple) -> Any:
@@ -300,5 +340,8 @@ class Pool:
         meta = pickle.dumps((function, args), protocol=pickle.HIGHEST_PROTOCOL)
         worker.stream.write(_TASK.pack(len(meta), len(data)) + meta)
         await worker.stream.write(data)
+        return await self._read_frame(worker)
+
+    async def _read_frame(self, worker: _Worker) -> Any:
         (n,) = _HEADER.unpack(await worker.stream.read_bytes(_HEADER.size))
         return pickle.loads(await worker.stream.read_bytes(n))

@@ -1,6 +1,8 @@
 """One parameter value each: text in, typed value out, or a 400 with Pilbox's code.
 
 Shared with config.py, whose server-wide image defaults take the same forms.
+Enumerated values (op, mode, filter, pos names, fmt, deg=auto, q=keep) are read
+without regard to case: `mode=CROP` is `mode=crop`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def plain_integer(value: str, signed: bool = False) -> int | None:
 
 
 def parse_operations(value: str) -> tuple[str, ...]:
-    ops = tuple(value.split(","))
+    ops = tuple(value.lower().split(","))
     for op in ops:
         if op not in OPERATIONS:
             raise bad_request(Code.OPERATION, f"Unsupported operation: {op or '(empty)'}")
@@ -30,15 +32,15 @@ def parse_operations(value: str) -> tuple[str, ...]:
 
 
 def parse_mode(value: str) -> str:
-    if value not in MODES:
+    if value.lower() not in MODES:
         raise bad_request(Code.MODE, f"Invalid mode: {value}")
-    return value
+    return value.lower()
 
 
 def parse_filter(value: str) -> str:
-    if value not in FILTERS:
+    if value.lower() not in FILTERS:
         raise bad_request(Code.FILTER, f"Invalid filter: {value}")
-    return value
+    return value.lower()
 
 
 def parse_format(value: str) -> str | None:
@@ -52,10 +54,10 @@ def parse_format(value: str) -> str | None:
 
 
 def parse_position(value: str) -> Position:
-    if value == FACE:
+    if value.lower() == FACE:
         return FACE
-    if value in POSITIONS:
-        return POSITIONS[value]
+    if value.lower() in POSITIONS:
+        return POSITIONS[value.lower()]
     m = _RATIOS.match(value)
     if m:
         x, y = float(m.group(1)), float(m.group(2))
@@ -99,7 +101,7 @@ def parse_expand(value: str) -> bool:
 
 
 def parse_quality(value: str) -> int | str:
-    if value == "keep":
+    if value.lower() == "keep":
         return "keep"
     n = plain_integer(value)
     if n is None or not 1 <= n <= 99:
@@ -117,7 +119,7 @@ def parse_retain(value: str) -> int:
 def parse_degrees(value: str | None) -> int | None:
     if not value:
         raise bad_request(Code.DEGREE, "Missing degree")
-    if value == "auto":
+    if value.lower() == "auto":
         return None
     n = plain_integer(value, signed=True)
     if n is None or not 0 <= n < 360:

@@ -24,6 +24,13 @@ from .replies import log_request
 
 log = logging.getLogger("imgproxy.server")
 
+# What a worker needs beyond what it maps when idle, to decode anything at all.
+WORKER_HEADROOM = 128 << 20
+
+
+class StartupError(Exception):
+    """The server cannot start as configured; the message is one line."""
+
 
 @dataclass
 class Services:
@@ -50,6 +57,14 @@ def make_services(settings: Settings, pool: Pool, metrics: Metrics) -> Services:
     return Services(pool, metrics, render, Results(render, make_result_cache(settings, metrics)))
 
 
+def check_memory_limit(limit: int, idle_worker_bytes: int) -> None:
+    """A limit below what an idle worker already maps would fail every image (502)."""
+    minimum = -(-(idle_worker_bytes + WORKER_HEADROOM) // (1 << 20))  # MiB, rounded up
+    if limit and limit < minimum << 20:
+        raise StartupError(f"worker_memory_limit={limit} is too low: an idle worker maps "
+                           f"{idle_worker_bytes >> 20} MiB; use at least {minimum << 20} ({minimum} MiB) or 0")
+
+
 class Application(tornado.web.Application):
     def __init__(self, settings: Settings, services: Services):
         self.imgproxy_settings = settings
@@ -70,14 +85,20 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     pool = Pool(settings.worker_count, settings.queue_size, settings.process_timeout,
                 settings.worker_memory_limit or None, observe=metrics.observe)
     pool.start()
+    try:
+        mapped = await pool.ready()
+        check_memory_limit(settings.worker_memory_limit, mapped)
+    except (RuntimeError, StartupError) as e:
+        await pool.close(grace=0)
+        raise StartupError(str(e)) from None
     metrics.watch_pool(pool.stats)
     services = make_services(settings, pool, metrics)
     app = Application(settings, services)
     server = HTTPServer(app, xheaders=False, idle_connection_timeout=60,
                         body_timeout=30, max_header_size=16 * 1024)
     server.listen(settings.port, settings.address)
-    log.info("imgproxy listening on http://%s:%d with %d workers",
-             settings.address, settings.port, settings.worker_count)
+    host = f"[{settings.address}]" if ":" in settings.address else settings.address
+    log.info("imgproxy listening on http://%s:%d with %d workers", host, settings.port, settings.worker_count)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,16 +18,26 @@ from ..options.query import parse_query
 from .replies import BaseHandler
 
 
-class ImageHandler(BaseHandler):
+class CountedHandler(BaseHandler):
+    """Requests counted in /metrics by status and operation label, and timed."""
+    op_label = "-"
+
     async def get(self) -> None:
         started = time.monotonic()
-        self.op_label = "-"
         try:
             await self.answer(self._serve())
         finally:
             m = self.app.services.metrics
             m.requests.labels(str(self.get_status()), self.op_label).inc()
             m.observe("total", time.monotonic() - started)
+
+    head = get  # load balancers and CDNs check with HEAD
+
+    async def _serve(self) -> None:
+        raise NotImplementedError
+
+
+class ImageHandler(CountedHandler):
 
     async def _serve(self) -> None:
         services, settings = self.app.services, self.app.imgproxy_settings
@@ -66,11 +76,9 @@ class ImageHandler(BaseHandler):
         self.finish(body)
 
 
-class InfoHandler(BaseHandler):
+class InfoHandler(CountedHandler):
     """What the source is, read from its header: same signing and host rules as images."""
-
-    async def get(self) -> None:
-        await self.answer(self._serve())
+    op_label = "info"
 
     async def _serve(self) -> None:
         render = self.app.services.render
@@ -83,10 +91,10 @@ class InfoHandler(BaseHandler):
 class HealthHandler(BaseHandler):
     def get(self) -> None:
         stats = self.app.services.pool.stats()
-        status = 200 if stats.alive > 0 else 503
+        state = "unavailable" if stats.alive == 0 else "failing" if stats.failing else "ok"
         self.set_header("Cache-Control", "no-store")
-        self.write_json(status, {
-            "status": "ok" if status == 200 else "unavailable",
+        self.write_json(200 if state == "ok" else 503, {
+            "status": state,
             "version": __version__,
             "workers": {"alive": stats.alive, "total": stats.total, "busy": stats.busy},
             "queue": stats.queued,
@@ -99,12 +107,16 @@ class HealthHandler(BaseHandler):
             },
         })
 
+    head = get
+
 
 class MetricsHandler(BaseHandler):
     def get(self) -> None:
         self.set_header("Content-Type", METRICS_CONTENT_TYPE)
         self.set_header("Cache-Control", "no-store")
         self.finish(self.app.services.metrics.render())
+
+    head = get
 
 
 class NotFoundHandler(BaseHandler):

@@ -34,6 +34,10 @@ class BaseHandler(tornado.web.RequestHandler):
         for name, value in SAFETY_HEADERS.items():
             self.set_header(name, value)
 
+    def compute_etag(self) -> None:
+        """No automatic ETag: only images have one (a 304 for /health would hide its state)."""
+        return None
+
     def set_vary(self, header: str) -> None:
         self.vary = header
         self.set_header("Vary", header)

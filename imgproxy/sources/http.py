@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import pycurl
 from tornado.curl_httpclient import CurlAsyncHTTPClient, CurlError
@@ -125,7 +125,9 @@ class HttpLoader:
             response = HTTPResponse(request, 599, error=e)
         if guard.refused:
             log.warning("refused to connect to %s for %s", guard.refused, url)
-            raise errors.forbidden(Code.HOST, "Source host resolves to an address that may not be fetched")
+            host = urlsplit(url).netloc
+            raise errors.forbidden(Code.HOST, f"Source host {host} resolves to an internal address "
+                                   f"({guard.refused}); add {host} to allowed_hosts to fetch from it")
         return response
 
 
