@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import http.server
 import subprocess
 import sys
-import threading
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from support import Origin
 from test_imaging_samples import blocks, encoded
 
 from imgproxy.cli import resize
@@ -116,9 +115,9 @@ def _server_plan(query: str) -> Plan:
     (["--op", "rotate,resize", "--degree", "45", "--expand", "--w", "64", "--retain", "80",
       "--position", "0.2,0.7", "--background", "8000ff00"],
      "op=rotate,resize&deg=45&expand=1&w=64&retain=80&pos=0.2,0.7&bg=8000ff00"),
-    (["--op", "region", "--rect", "10,20,30,40", "--fmt", "png", "--opt", "--prog", "0"],
+    (["--op", "region", "--rect", "10,20,30,40", "--fmt", "png", "--opt", "--no-prog"],
      "op=region&rect=10,20,30,40&fmt=png&opt=1&prog=0"),
-    (["--w", "90", "--q", "keep", "--exif", "1", "--preserve-exif", "--optimize", "1",
+    (["--w", "90", "--q", "keep", "--exif", "--preserve-exif", "--optimize",
       "--progressive"], "w=90&q=keep&exif=1&opt=1&prog=1"),
     (["--op", "rotate", "--deg", "auto"], "op=rotate&deg=auto"),
     (["--op", "noop"], "op=noop"),
@@ -138,44 +137,195 @@ def test_stdout_gets_exactly_the_body(source, capsysbinary):
     assert decoded(captured.out).size == (50, 33) and captured.err == b""
 
 
-# --- URLs --------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def origin(source):
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(source.parent), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_fetches_an_http_source(origin, tmp_path):
-    out = tmp_path / "out.png"
-    done = cli(f"{origin}/blocks.jpg", "--w", "64", "--h", "64", "--fmt", "png", "-o", str(out))
-    assert done.returncode == 0, done.stderr
-    assert decoded(out.read_bytes()).size == (64, 64)
-
-
-def test_http_errors_exit_2_with_one_line(origin, capsys):
-    assert resize.main([f"{origin}/missing.jpg", "--w", "10"]) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and "HTTP 404" in err[0]
-
-
-def test_http_source_is_capped_in_bytes(origin):
-    with pytest.raises(ValueError, match="larger than 100 bytes"):
-        resize.read_source(f"{origin}/blocks.jpg", max_bytes=100)
-    assert len(resize.read_source(f"{origin}/blocks.jpg", max_bytes=10**7)) > 100
-
+# --- URLs ---------------------------------------------------------------------------
 
 def test_urls_are_checked_like_the_servers(capsys):
     assert resize.main(["http://user@example.com/x.jpg", "--w", "10"]) == 2
     assert "user info" in capsys.readouterr().err
+
+
+# --- issue 10, item 13 --------------------------------------------------------------
+
+def one_line_error(done: subprocess.CompletedProcess, *reasons: str) -> str:
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stdout == b""
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("imgproxy-resize: "), lines
+    for reason in reasons:
+        assert reason in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_switch_does_not_swallow_the_source(source, tmp_path):
+    out = tmp_path / "out.jpg"
+    done = cli("--w", "40", "--exif", str(source), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert decoded(out.read_bytes()).size == (40, 26)
+
+
+@pytest.mark.parametrize("argv, query", [
+    (["--exif", "--no-opt", "--prog"], "exif=1&opt=0&prog=1"),
+    (["--no-exif", "--optimize", "--no-progressive", "--op", "rotate", "--deg", "90", "--expand"],
+     "exif=0&opt=1&prog=0&op=rotate&deg=90&expand=1"),
+    (["--op", "rotate", "--deg", "90", "--no-expand"], "op=rotate&deg=90&expand=0"),
+])
+def test_switches_are_on_and_off_flags(source, argv, query):
+    query = query if "op=" in query else f"w=10&{query}"
+    argv = argv if "--op" in argv else ["--w", "10", *argv]
+    args = resize.build_parser().parse_args([str(source), *argv])
+    assert resize.make_plan(args, Settings()) == _server_plan(query)
+
+
+def test_a_switch_value_is_a_usage_error(source):
+    one_line_error(cli(str(source), "--w", "10", "--exif=1"), "--exif")
+
+
+@pytest.mark.parametrize("name, fmt", [
+    ("t.png", "PNG"), ("t.PNG", "PNG"), ("t.webp", "WEBP"), ("t.gif", "GIF"), ("t.jpeg", "JPEG"),
+    ("t.tif", "TIFF"), ("t.tiff", "TIFF"),
+])
+def test_the_output_format_follows_the_file_extension(source, tmp_path, name, fmt):
+    out = tmp_path / name
+    done = cli(str(source), "--w", "30", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    img = decoded(out.read_bytes())
+    assert (img.format, img.size) == (fmt, (30, 20))
+
+
+def test_fmt_overrides_the_extension(source, tmp_path):
+    out = tmp_path / "t.png"
+    done = cli(str(source), "--w", "30", "--fmt", "webp", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert decoded(out.read_bytes()).format == "WEBP"
+
+
+def test_no_extension_keeps_the_source_format(tmp_path):
+    src = tmp_path / "src.png"
+    src.write_bytes(encoded(blocks(), "PNG"))
+    out = tmp_path / "thumb"
+    done = cli(str(src), "--w", "30", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert decoded(out.read_bytes()).format == "PNG"
+
+
+def test_an_unknown_extension_without_fmt_is_an_error(source, tmp_path):
+    out = tmp_path / "t.bmp"
+    one_line_error(cli(str(source), "--w", "30", "-o", str(out)), "'.bmp'", "--fmt")
+    assert not out.exists()
+    done = cli(str(source), "--w", "30", "--fmt", "png", "-o", str(out))
+    assert done.returncode == 0 and decoded(out.read_bytes()).format == "PNG"
+
+
+def cli_stdin(data: bytes, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imgproxy.image", *args], cwd=ROOT,
+                          input=data, capture_output=True, timeout=60)
+
+
+def test_dash_reads_stdin_and_writes_stdout(source):
+    done = cli_stdin(source.read_bytes(), "-", "--w", "60", "--fmt", "png", "-o", "-")
+    assert done.returncode == 0, done.stderr
+    img = decoded(done.stdout)
+    assert (img.format, img.size) == ("PNG", (60, 40))
+
+
+def test_stdin_is_capped_at_max_source_bytes(source):
+    one_line_error(cli_stdin(source.read_bytes(), "-", "--w", "60", "--set", "max_source_bytes=100"),
+                   "larger than max_source_bytes")
+
+
+def test_a_file_is_capped_at_max_source_bytes(source):
+    one_line_error(cli(str(source), "--w", "60", "--set", "max_source_bytes=100"),
+                   "larger than max_source_bytes")
+
+
+def test_every_option_has_a_one_line_help():
+    parser = resize.build_parser()
+    for action in parser._actions:
+        assert action.help and "\n" not in action.help, action.option_strings
+    text = cli("--help").stdout.decode()
+    for flag in ("--no-exif", "--config", "--set", "-o"):
+        assert flag in text
+
+
+def test_limits_come_from_set(source):
+    one_line_error(cli(str(source), "--w", "60", "--set", "max_source_pixels=1000"),
+                   "Source image 640x428 is more than 1000 pixels")
+    one_line_error(cli(str(source), "--w", "600", "--set", "max-output-pixels=1000"),
+                   "more than 1000 pixels")
+
+
+def test_limits_and_defaults_come_from_a_config_file(source, tmp_path):
+    config = tmp_path / "imgproxy.conf.py"
+    config.write_text("max_output_pixels = 1000\nformat = 'png'\n")
+    one_line_error(cli(str(source), "--w", "600", "--config", str(config)), "more than 1000 pixels")
+    done = cli(str(source), "--w", "20", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert decoded(done.stdout).format == "PNG"
+    # --set comes after the file, as flags do for the server
+    done = cli(str(source), "--w", "600", "--config", str(config), "--set", "max_output_pixels=10000000")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--set", "frobnicate=1"], "unknown option 'frobnicate'"),
+    (["--set", "max_source_bytes=lots"], "bad value for option 'max_source_bytes'"),
+    (["--set", "max_source_bytes"], "NAME=VALUE"),
+    (["--config", "/nonexistent/imgproxy.py"], "config file not found"),
+])
+def test_bad_settings_exit_2_with_one_line(source, args, reason):
+    one_line_error(cli(str(source), "--w", "10", *args), reason)
+
+
+def test_a_broken_config_file_is_one_line(source, tmp_path):
+    config = tmp_path / "broken.py"
+    config.write_text("max_source_bytes = (\n")
+    one_line_error(cli(str(source), "--w", "10", "--config", str(config)), "cannot read config file")
+    config.write_text("max_source_bytes = -1\n")
+    one_line_error(cli(str(source), "--w", "10", "--config", str(config)), "max_source_bytes")
+
+
+@pytest.fixture
+def loopback_origin(source):
+    origin = Origin().start()
+    origin.serve("/blocks.jpg", source.read_bytes())
+    yield origin
+    origin.stop()
+
+
+def test_a_loopback_url_is_refused_by_default(loopback_origin):
+    one_line_error(cli(loopback_origin.url("/blocks.jpg"), "--w", "10"),
+                   "resolves to an address that may not be fetched")
+    assert loopback_origin.hits.get("/blocks.jpg", 0) == 0
+
+
+def test_a_loopback_url_is_fetched_when_its_host_is_allowed(loopback_origin, tmp_path):
+    out = tmp_path / "out.png"
+    done = cli(loopback_origin.url("/blocks.jpg"), "--w", "64", "--h", "64", "-o", str(out),
+               "--set", "allowed_hosts=127.0.0.1")
+    assert done.returncode == 0, done.stderr
+    img = decoded(out.read_bytes())
+    assert (img.format, img.size) == ("PNG", (64, 64))
+    assert loopback_origin.hits["/blocks.jpg"] == 1
+
+
+def test_a_host_outside_allowed_hosts_is_refused(loopback_origin):
+    one_line_error(cli(loopback_origin.url("/blocks.jpg"), "--w", "10", "--set", "allowed_hosts=example.com"),
+                   "Invalid host")
+    assert loopback_origin.hits.get("/blocks.jpg", 0) == 0
+
+
+def test_a_url_is_capped_at_max_source_bytes(loopback_origin):
+    one_line_error(cli(loopback_origin.url("/blocks.jpg"), "--w", "10",
+                       "--set", "allowed_hosts=127.0.0.1", "--set", "max_source_bytes=100"),
+                   "larger than max_source_bytes")
+
+
+def test_a_redirect_to_a_host_not_allowed_is_refused(loopback_origin):
+    loopback_origin.serve("/hop", b"", status=302, headers={"Location": "http://localhost:1/x.jpg"})
+    one_line_error(cli(loopback_origin.url("/hop"), "--w", "10", "--set", "allowed_hosts=127.0.0.1"),
+                   "redirected to a host that is not allowed")
+
+
+def test_a_missing_url_is_one_line(loopback_origin):
+    one_line_error(cli(loopback_origin.url("/missing.jpg"), "--w", "10", "--set", "allowed_hosts=127.0.0.1"),
+                   "Source not found (origin answered 404)")

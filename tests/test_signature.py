@@ -55,3 +55,45 @@ def test_cli_prints_pilbox_lines():
 def test_cli_without_key_is_a_usage_error():
     r = subprocess.run([sys.executable, "-m", "imgproxy.cli.sign", "x=1"], capture_output=True, text=True)
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+def _sign_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imgproxy.cli.sign", *args], capture_output=True, text=True)
+
+
+def test_cli_unknown_option_is_a_usage_error_not_a_query():
+    r = _sign_cli("--bogus", f"--key={KEY}", "x=1")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "--bogus" in r.stderr and "usage" in r.stderr
+
+
+def test_cli_query_with_leading_question_mark_fails_on_stderr():
+    r = _sign_cli(f"--key={KEY}", "?x=1")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "leading '?'" in r.stderr
+
+
+def test_cli_prints_nothing_when_any_query_is_invalid():
+    r = _sign_cli(f"--key={KEY}", "x=1&y=2&z=3", "?x=1")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "'?x=1'" in r.stderr
+
+
+def test_cli_separates_several_queries_and_takes_key_as_next_argument():
+    r = _sign_cli("--key", KEY, "x=1&y=2&z=3", "a=b")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:3] == ["Query String: x=1&y=2&z=3", f"Signature: {VECTOR}",
+                         f"Signed Query String: x=1&y=2&z=3&sig={VECTOR}"]
+    assert lines[3] == "=" * 78 and lines[4] == "Query String: a=b" and len(lines) == 7
+
+
+def test_cli_help_describes_invalid_queries():
+    r = _sign_cli("--help")
+    assert r.returncode == 0 and "--key" in r.stdout and "leading '?'" in r.stdout
+
+
+def test_cli_key_may_come_between_queries():
+    r = _sign_cli("a=b", f"--key={KEY}", "x=1&y=2&z=3")
+    assert r.returncode == 0, r.stderr
+    assert f"Signed Query String: x=1&y=2&z=3&sig={VECTOR}" in r.stdout.splitlines()

@@ -1,42 +1,57 @@
-"""imgproxy-sign: print Pilbox's three lines (query, signature, signed query) for each query."""
+"""imgproxy-sign: print Pilbox's three lines (query, signature, signed query) for each query.
+
+    imgproxy-sign --key=KEY "w=300&h=200&url=..." ["op=rotate&deg=90&url=..." ...]
+
+Every query is checked before anything is printed: a query with a leading '?'
+is reported on stderr, nothing goes to stdout and the exit status is 2 (as for
+any usage error, such as an unknown option), so a script never gets the
+signatures of only some of its queries. Options and queries may come in any
+order.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Sequence
 
 from ..signature import derive_signature, sign
 
+PROG = "imgproxy-sign"
+SEPARATOR = "=" * 78  # between the blocks of several queries, as Pilbox prints them
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, allow_abbrev=False,
+        description="Sign query strings the way the server checks them (Pilbox's sig=): "
+                    "for each query, print it, its signature and the signed query.",
+        epilog="Every query is checked first: if one has a leading '?', each such query "
+               "is reported on stderr, nothing is printed on stdout and the exit status is 2. "
+               "Unknown options are usage errors (exit 2).")
+    parser.add_argument("--key", required=True, help="the signing key (a client_key of the server)")
+    parser.add_argument("queries", nargs="+", metavar="QUERY",
+                        help='a query string without the leading "?", e.g. "w=300&url=..."')
+    return parser
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    key = None
-    queries = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg.startswith("--key="):
-            key = arg[len("--key="):]
-        elif arg == "--key" and i + 1 < len(args):
-            key, i = args[i + 1], i + 1
-        elif arg in ("-h", "--help"):
-            print('usage: imgproxy-sign --key=KEY "x=1&y=2" ...')
-            return 0
-        else:
-            queries.append(arg)
-        i += 1
-    if not key or not queries:
-        print('usage: imgproxy-sign --key=KEY "x=1&y=2" ...', file=sys.stderr)
+    parser = build_parser()
+    args = parser.parse_intermixed_args(sys.argv[1:] if argv is None else argv)  # exits 2 on a usage error
+    if not args.key:
+        parser.error("the key must not be empty")
+    invalid = [q for q in args.queries if q.startswith("?")]
+    for query in invalid:
+        print(f"{PROG}: invalid query string {query!r}: it should not include a leading '?'",
+              file=sys.stderr)
+    if invalid:
         return 2
-    for n, query in enumerate(queries):
+    for n, query in enumerate(args.queries):
         if n:
-            print("=" * 78)
-        if query.startswith("?"):
-            print("Invalid query string, should not include leading '?'")
-            continue
+            print(SEPARATOR)
         print(f"Query String: {query}")
-        print(f"Signature: {derive_signature(key, query)}")
-        print(f"Signed Query String: {sign(key, query)}")
+        print(f"Signature: {derive_signature(args.key, query)}")
+        print(f"Signed Query String: {sign(args.key, query)}")
     return 0
 
 
