@@ -294,7 +294,7 @@ def loopback_origin(source):
 
 def test_a_loopback_url_is_refused_by_default(loopback_origin):
     one_line_error(cli(loopback_origin.url("/blocks.jpg"), "--w", "10"),
-                   "resolves to an address that may not be fetched")
+                   "to allowed_hosts to fetch from it")
     assert loopback_origin.hits.get("/blocks.jpg", 0) == 0
 
 
