@@ -72,3 +72,9 @@
 # optimize = False             # opt
 # progressive = False          # prog
 # preserve_exif = False        # exif
+
+# --- metadata and orientation ---------------------------------------------
+# auto_orient = False          # turn images upright from their EXIF orientation
+#                              #   (all 8, any format) before the operations;
+#                              #   recommended unless URLs rely on Pilbox's sideways output
+# strip_gps = True             # exif=1 keeps EXIF without GPS position data

@@ -203,6 +203,9 @@ class Settings:
     quality_webp: int = _option(90, _encoder_quality, "default quality of WebP output")
     quality_avif: int = _option(85, _encoder_quality, "default quality of AVIF output")
     retain: int = _option(75, _query_value(values.parse_retain), "default adapt retain percent")
+    # metadata and orientation (server-wide; no query parameter)
+    auto_orient: bool = _option(False, _bool, "apply the EXIF orientation before any operation")
+    strip_gps: bool = _option(True, _bool, "drop GPS position data from EXIF kept with exif=1")
 
     @property
     def worker_count(self) -> int:

@@ -30,7 +30,8 @@ Color = tuple[int, int, int, int]  # RGBA
 Position = Union[tuple[float, float], str]  # ratios, or FACE
 
 # Bump when the canonical form, or what the same form renders to, changes.
-CANONICAL_VERSION = 1
+# 2: compositing onto bg as Pilbox does, Pilbox's rotate corners, auto_orient.
+CANONICAL_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ class Rotate:
     name: ClassVar[str] = "rotate"
     degrees: int | None  # clockwise; None = from EXIF orientation ("auto")
     expand: bool = False
-    background: Color = TRANSPARENT_WHITE
+    background: Color | None = None  # the request's bg for the corners; None: Pilbox's black
 
 
 Operation = Union[Noop, Region, Resize, Rotate]
@@ -84,6 +85,7 @@ class Save:
 class Plan:
     operations: tuple[Operation, ...]
     save: Save = field(default_factory=Save)
+    auto_orient: bool = False  # apply the EXIF orientation before the operations
 
     @property
     def is_noop(self) -> bool:
@@ -92,4 +94,4 @@ class Plan:
     def canonical(self) -> str:
         """A stable text of the plan: operation names and values by position, no field names."""
         return json.dumps([CANONICAL_VERSION, [[op.name, *astuple(op)] for op in self.operations],
-                           list(astuple(self.save))], separators=(",", ":"))
+                           list(astuple(self.save)), self.auto_orient], separators=(",", ":"))

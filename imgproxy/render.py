@@ -32,6 +32,7 @@ def imaging_settings(settings: Settings) -> ImagingSettings:
         max_output_pixels=settings.max_output_pixels,
         input_formats=settings.input_formats,
         qualities=(("JPEG", jpeg), ("WEBP", settings.quality_webp), ("AVIF", settings.quality_avif)),
+        strip_gps=settings.strip_gps,
     )
 
 

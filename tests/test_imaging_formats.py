@@ -63,7 +63,7 @@ MODES = {  # JPEG, PNG, GIF, WEBP, TIFF
     "I;16": ("L", "I;16", "P", "RGB", "I;16"),
     "I": ("L", "L", "P", "RGB", "I"),
     "F": ("L", "L", "P", "RGB", "F"),
-    "LA": ("RGB", "LA", "P", "RGBA", "LA"),
+    "LA": ("RGB", "LA", "P", "RGBA", "RGBA"),
     "RGBA": ("RGB", "RGBA", "P", "RGBA", "RGBA"),
     "P": ("RGB", "P", "P", "RGB", "P"),
     "P-transparent": ("RGB", "P", "P", "RGBA", "RGBA"),
@@ -79,10 +79,15 @@ def _as_rgba(img: Image.Image, x: int, y: int):
 
 def _same(actual, expected, fmt, tolerance):
     r, g, b, a = expected
-    if fmt == "JPEG":  # flattened onto the default background's colour, white
-        expected = tuple(round(c * a / 255 + 255 * (1 - a / 255)) for c in (r, g, b)) + (255,)
-    elif fmt == "GIF":  # one transparent index: alpha is cut at half
-        expected = (r, g, b, 255 if a >= 128 else 0)
+    # Formats without alpha get Pilbox's blend onto the default background, transparent
+    # white: every channel mixed by alpha (test_pilbox_fidelity.py has the full model).
+    blended = tuple(round(c * a / 255 + 255 * (1 - a / 255)) for c in (r, g, b))
+    if fmt == "JPEG":  # the blend's colours, opaque
+        expected = blended + (255,)
+    elif fmt == "GIF":  # one transparent index: alpha 0 only, the rest opaque
+        expected = blended + (255,) if a else (r, g, b, 0)
+    elif fmt == "TIFF":  # the blend as it is: alpha a*a/255
+        expected = blended + (round(a * a / 255),)
     if expected[3] == 0:  # fully transparent: the colour does not matter
         return actual[3] == 0
     return near(actual, expected, tolerance)
@@ -133,10 +138,14 @@ def test_16_bit_greyscale_is_scaled_not_clipped():
     assert img.mode == "L" and img.getpixel((8, 8)) == 255 and img.getpixel((56, 8)) == 1
 
 
-def test_gif_cuts_alpha_at_half():
+def test_gif_keeps_only_alpha_0_transparent():
     src = halves("RGBA", (255, 0, 0, 200), (0, 0, 255, 50))
     _, img = run(encoded(src, "PNG"), Rotate(0), format="GIF")
     rgba = img.convert("RGBA")
+    assert near(rgba.getpixel((8, 8)), (255, 55, 55, 255), 2)  # blended onto white, opaque
+    assert near(rgba.getpixel((56, 8)), (205, 205, 255, 255), 2)
+    src = halves("RGBA", (255, 0, 0, 255), (0, 0, 255, 0))
+    rgba = run(encoded(src, "PNG"), Rotate(0), format="GIF")[1].convert("RGBA")
     assert rgba.getpixel((8, 8)) == (255, 0, 0, 255) and rgba.getpixel((56, 8))[3] == 0
 
 

@@ -101,7 +101,7 @@ def test_order_op_before_url_before_dimensions():
 
 def test_resize_options_checked_only_when_resizing_but_save_options_always():
     p = plan(f"url={URL}&op=rotate&deg=90&mode=bogus&filter=bogus&pos=bogus&retain=bogus")
-    assert p.operations == (Rotate(90, False, (255, 255, 255, 0)),)
+    assert p.operations == (Rotate(90, False, None),)
     assert error(f"url={URL}&op=rotate&deg=90&fmt=bogus") == (400, 4)
     assert error(f"url={URL}&op=noop&q=bogus") == (400, 7)
 
@@ -156,7 +156,7 @@ def test_positions_and_auto_rotation():
     assert values.parse_position("bottom-right") == (1.0, 1.0)
     assert values.parse_position("0.0,0.75") == (0.0, 0.75)
     assert values.parse_position("face") == "face"
-    assert plan(f"url={URL}&op=rotate&deg=auto").operations == (Rotate(None, False, (255, 255, 255, 0)),)
+    assert plan(f"url={URL}&op=rotate&deg=auto").operations == (Rotate(None, False, None),)
     assert plan(f"url={URL}&op=noop").operations == (Noop(),)
 
 

@@ -134,3 +134,91 @@ def reset_orientation(exif: bytes) -> bytes:
     except (KeyError, struct.error):
         pass
     return exif
+
+
+def orientation_tag(img: Image.Image) -> int:
+    """The EXIF Orientation tag (1-8) of any format; 0 if none or unreadable."""
+    try:
+        value = img.getexif().get(_ORIENTATION_TAG)
+    except Exception:  # broken EXIF must not fail the image: it just is not turned
+        return 0
+    return value if isinstance(value, int) and 1 <= value <= 8 else 0
+
+
+_GPS_IFD_TAG = 0x8825
+_THUMBNAIL_OFFSET, _THUMBNAIL_LENGTH = 0x0201, 0x0202  # JPEGInterchangeFormat(Length)
+_STRIP_OFFSETS, _STRIP_BYTE_COUNTS = 0x0111, 0x0117  # an uncompressed thumbnail
+_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+
+
+def strip_exif(exif: bytes, gps: bool) -> bytes | None:
+    """EXIF bytes without the thumbnail (IFD1 and its image), and without the GPS IFD
+    when `gps`; every other byte stays where it was, so the rest reads as before.
+
+    The thumbnail is the picture before any operation (the uncropped photo), so it
+    never goes out. What is removed is zeroed, and cut off when it ends the block.
+    EXIF too broken to walk is dropped (None): what it hides cannot be checked.
+    """
+    start = 6 if exif.startswith(b"Exif\x00\x00") else 0
+    data = bytearray(exif)
+    cleared: list[tuple[int, int]] = []
+
+    def clear(begin: int, end: int) -> None:
+        begin, end = max(begin, start), min(end, len(data))
+        if begin < end:
+            data[begin:end] = bytes(end - begin)
+            cleared.append((begin, end))
+
+    try:
+        order = {b"II": "<", b"MM": ">"}[exif[start:start + 2]]
+
+        def entries(ifd: int):  # (position, tag, type, count, value/offset) of each entry
+            (count,) = struct.unpack_from(order + "H", data, start + ifd)
+            for i in range(count):
+                pos = start + ifd + 2 + 12 * i
+                yield (pos, *struct.unpack_from(order + "HHII", data, pos))
+
+        def clear_ifd(ifd: int) -> dict[int, int]:
+            values = {}
+            (count,) = struct.unpack_from(order + "H", data, start + ifd)
+            for pos, tag, kind, n, value in list(entries(ifd)):
+                if kind == 3 and n == 1:  # a SHORT is stored in the first 2 bytes
+                    (value,) = struct.unpack_from(order + "H", data, pos + 8)
+                values[tag] = value
+                size = _TYPE_SIZES.get(kind, 1) * n
+                if size > 4:
+                    clear(start + value, start + value + size)
+            clear(start + ifd, start + ifd + 2 + 12 * count + 4)
+            return values
+
+        (ifd0,) = struct.unpack_from(order + "I", data, start + 4)
+        (count,) = struct.unpack_from(order + "H", data, start + ifd0)
+        first = start + ifd0 + 2
+        if gps:
+            for pos, tag, _kind, _n, value in list(entries(ifd0)):
+                if tag == _GPS_IFD_TAG:
+                    clear_ifd(value)
+                    end = first + 12 * count + 4  # the entries and the next-IFD pointer
+                    data[pos:end - 12] = data[pos + 12:end]  # the entries after it move up
+                    data[end - 12:end] = bytes(12)
+                    count -= 1
+                    struct.pack_into(order + "H", data, start + ifd0, count)
+                    break
+        next_pointer = first + 12 * count
+        (ifd1,) = struct.unpack_from(order + "I", data, next_pointer)
+        if ifd1:
+            tags = clear_ifd(ifd1)
+            if _THUMBNAIL_OFFSET in tags:
+                offset = tags[_THUMBNAIL_OFFSET]
+                clear(start + offset, start + offset + tags.get(_THUMBNAIL_LENGTH, 0))
+            if _STRIP_OFFSETS in tags and _STRIP_BYTE_COUNTS in tags:  # one strip, inline
+                offset = tags[_STRIP_OFFSETS]
+                clear(start + offset, start + offset + tags[_STRIP_BYTE_COUNTS])
+            struct.pack_into(order + "I", data, next_pointer, 0)
+    except (KeyError, struct.error):
+        return None
+    end = len(data)  # cut what was cleared at the end of the block
+    for begin, stop in sorted(cleared, key=lambda r: r[1], reverse=True):
+        if stop >= end > begin:
+            end = begin
+    return bytes(data[:end])

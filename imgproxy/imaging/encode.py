@@ -1,13 +1,16 @@
 """Save: pick the format, convert the mode so it can be written, apply the save options.
 
+First, as Pilbox does, an image with transparency is composited onto the background
+(modes.composite), unless a fill already painted it onto the background.
+
 Mode choices, per output format:
 - JPEG: L, RGB and CMYK are written as they are (a CMYK source stays CMYK: converting
-  without its colour profile would shift the colours); anything with alpha or a
-  transparent colour is flattened onto the background's RGB; 16/32-bit greyscale -> L.
+  without its colour profile would shift the colours); the composited RGBA loses its
+  alpha; 16/32-bit greyscale -> L.
 - PNG: keeps 1, L, LA, P (with its transparent index), RGB, RGBA and 16-bit greyscale;
   CMYK -> RGB, others -> L/RGB/RGBA.
 - WEBP: RGB, or RGBA when there is any transparency; AVIF (when Pillow has it) also L.
-- GIF: P (quantised; alpha below 128 becomes the transparent index) or L.
+- GIF: P (quantised; only alpha 0 becomes the transparent index, the rest is opaque) or L.
 - TIFF: nearly every mode as it is; a palette's transparent index becomes alpha.
 
 Quality: q when given, else the output format's own default (ImagingSettings.quality_for);
@@ -22,9 +25,9 @@ from io import BytesIO
 from PIL import Image
 
 from .. import errors
-from ..plan import AUTO, Color, Save
+from ..plan import AUTO, Save
 from .decode import JPEG_FORMATS, SourceHeader, served_format
-from .modes import eight_bit, flatten, to_rgb
+from .modes import composite, eight_bit, to_rgb
 from .settings import ImagingSettings
 
 CONTENT_TYPES = {
@@ -74,12 +77,12 @@ def output_format(save: Save, source_format: str, has_alpha: bool = False) -> st
     return fmt
 
 
-def prepare(img: Image.Image, fmt: str, background: Color) -> Image.Image:
-    """`img` in a mode that `fmt` can hold; see the module docstring for the choices."""
+def prepare(img: Image.Image, fmt: str) -> Image.Image:
+    """`img` (composited already) in a mode that `fmt` can hold; see the module docstring."""
     if fmt == "GIF":
         return _paletted(img)
     if fmt == "JPEG" and img.has_transparency_data:
-        return flatten(img, background)
+        return to_rgb(img, alpha=False)  # the colours as composited, alpha dropped
     modes = WRITABLE_MODES.get(fmt)
     if modes is None:  # a source format we only pass through: let Pillow decide
         return img
@@ -97,7 +100,9 @@ def prepare(img: Image.Image, fmt: str, background: Color) -> Image.Image:
 
 
 def _paletted(img: Image.Image) -> Image.Image:
-    """At most 256 colours; GIF has one transparent index, so alpha is cut at 50%."""
+    """At most 256 colours. GIF has one transparent index: alpha 0 takes it, anything
+    else is opaque (Pilbox's composited RGBA as Pillow's GIF writer keeps it since 9.0;
+    Pillow 5.2, which Pilbox pinned, wrote no transparency at all)."""
     img = eight_bit(img)
     single_index = isinstance(img.info.get("transparency", 0), int)  # not a PNG alpha table
     if img.mode in ("L", "1") or (img.mode == "P" and single_index):
@@ -106,7 +111,7 @@ def _paletted(img: Image.Image) -> Image.Image:
         return to_rgb(img, alpha=False).quantize(256)
     rgba = to_rgb(img, alpha=True)
     paletted = rgba.convert("RGB").quantize(255)  # index 255 stays free for transparency
-    paletted.paste(255, mask=rgba.getchannel("A").point(lambda a: 255 if a < 128 else 0))
+    paletted.paste(255, mask=rgba.getchannel("A").point(lambda a: 255 if a == 0 else 0))
     paletted.info["transparency"] = 255
     return paletted
 
@@ -154,10 +159,16 @@ def save_options(img: Image.Image, fmt: str, save: Save, source: SourceHeader,
 
 
 def encode(img: Image.Image, save: Save, source: SourceHeader,
-           settings: ImagingSettings) -> tuple[bytes, str]:
-    """Write `img` in the plan's format; returns (body, Pillow format name)."""
+           settings: ImagingSettings, painted: bool = False) -> tuple[bytes, str]:
+    """Write `img` in the plan's format; returns (body, Pillow format name).
+
+    `painted`: a fill put the image on the background already; as in Pilbox it is not
+    composited a second time.
+    """
     fmt = output_format(save, source.format, img.has_transparency_data)
-    img = prepare(img, fmt, save.background)
+    if not painted:
+        img = composite(img, save.background, fmt)
+    img = prepare(img, fmt)
     options = save_options(img, fmt, save, source, settings)
     # Only what `options` says goes out: no metadata rides along from the source's info.
     transparency = img.info.get("transparency")

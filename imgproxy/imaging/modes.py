@@ -32,9 +32,42 @@ def to_rgb(img: Image.Image, alpha: bool) -> Image.Image:
     return img if img.mode == want else img.convert(want)
 
 
-def flatten(img: Image.Image, background: Color) -> Image.Image:
-    """Composite onto the background's RGB: the result is opaque RGB."""
+# Formats whose alpha channel Pilbox keeps (GIF has a transparent colour, not alpha).
+# AVIF, which Pilbox does not write, has an alpha channel like WebP.
+ALPHA_FORMATS = ("PNG", "WEBP", "AVIF")
+
+
+def blend(img: Image.Image, background: Color, size: tuple[int, int] | None = None,
+          offset: tuple[int, int] = (0, 0)) -> Image.Image:
+    """`img` pasted onto an RGBA canvas of `background` with its alpha as the mask.
+
+    Every channel, alpha included, is mixed by the image's alpha m: out = img*m + bg*(1-m).
+    That is how Pilbox pads a fill and flattens for formats without alpha.
+    """
     rgba = to_rgb(img, alpha=True)
-    canvas = Image.new("RGB", rgba.size, background[:3])
-    canvas.paste(rgba, mask=rgba.getchannel("A"))
+    canvas = Image.new("RGBA", size or rgba.size, background)
+    canvas.paste(rgba, offset, rgba.getchannel("A"))
     return canvas
+
+
+def over(img: Image.Image, background: Color) -> Image.Image:
+    """`img` composited over a canvas of `background` (Porter-Duff "over"): RGBA."""
+    return Image.alpha_composite(Image.new("RGBA", img.size, background), to_rgb(img, alpha=True))
+
+
+def composite(img: Image.Image, background: Color, fmt: str) -> Image.Image:
+    """Pilbox's save step: an image with transparency goes onto `background`, whatever `fmt`.
+
+    Formats with alpha get `img` over the background; the others (JPEG, GIF, TIFF) get
+    `blend`, whose alpha the encoder then drops (JPEG) or keeps (GIF: alpha 0 only; TIFF).
+    Pilbox does this to RGBA images only; we do it to every image with transparency,
+    except that a palette, LA or transparent-colour image going to a format with alpha
+    is left as it is when the background is fully transparent (nothing would show).
+    """
+    if not img.has_transparency_data:
+        return img
+    if fmt in ALPHA_FORMATS:
+        if img.mode != "RGBA" and background[3] == 0:
+            return img
+        return over(img, background)
+    return blend(img, background)

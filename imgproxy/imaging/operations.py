@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 from PIL import Image
 
 from ..errors import Code, bad_request
 from ..plan import CENTER, FACE, Color, Operation, Region, Resize, Rotate
 from . import faces
-from .modes import eight_bit, to_rgb
+from .modes import blend, eight_bit, to_rgb
 
 Size = tuple[int, int]
 
@@ -153,13 +153,20 @@ def _reducing_gap(img: Image.Image) -> float | None:
     return None if img.mode.startswith("I;16") else REDUCING_GAP
 
 
+def paints_background(op: Operation, size: Size) -> bool:
+    """Whether `op` on an image of logical `size` pads it onto its background (a fill
+    that does not fit exactly). Pilbox then skips compositing when it saves."""
+    if not isinstance(op, Resize) or effective_mode(op, size) != "fill":
+        return False
+    box = box_size(op, size)
+    return clip_size(box, size) != box
+
+
 def _fill(img: Image.Image, box: Size, background: Color) -> Image.Image:
     """Centre `img` on a canvas of exactly `box`, painted with the background."""
     offset = ((box[0] - img.size[0]) // 2, (box[1] - img.size[1]) // 2)
-    if background[3] < 255:  # a see-through canvas: composite, keeping alpha right
-        canvas = Image.new("RGBA", box, background)
-        canvas.alpha_composite(to_rgb(img, alpha=True), offset)
-        return canvas
+    if background[3] < 255:  # a see-through canvas: blended as Pilbox pastes
+        return blend(img, background, box, offset)
     canvas = Image.new("RGB", box, background[:3])
     if img.has_transparency_data:
         rgba = to_rgb(img, alpha=True)
@@ -201,17 +208,49 @@ def rotated_size(size: Size, degrees: int, expand: bool) -> Size:
 
 
 def rotate(img: Image.Image, op: Rotate) -> Image.Image:
-    """Rotate clockwise by op.degrees (already resolved from EXIF when it was auto)."""
+    """Rotate clockwise by op.degrees (already resolved from EXIF when it was auto).
+
+    The uncovered corners are op.background when the request gave bg; else, as in
+    Pilbox, black, or transparent black for an image with transparency (which the
+    save step then composites onto the background like any other transparency).
+    """
     degrees = (op.degrees or 0) % 360
     if degrees == 0:
         return img
     if degrees in _TRANSPOSE:  # exact, no resampling
         return img.transpose(_TRANSPOSE[degrees])
-    alpha = img.has_transparency_data or op.background[3] < 255
+    background = op.background or (0, 0, 0, 0)
+    alpha = img.has_transparency_data or (op.background is not None and background[3] < 255)
     img = to_rgb(img, alpha)
-    fill = op.background if alpha else op.background[:3]
+    fill = background if alpha else background[:3]
     return img.rotate(-degrees, resample=Image.Resampling.BICUBIC, expand=op.expand,
                       fillcolor=fill)
+
+
+@dataclass(frozen=True, slots=True)
+class Orient:
+    """The EXIF orientation (2-8) applied before the plan's operations (auto_orient).
+
+    Not a query operation: the pipeline puts it first when the plan asks for it.
+    """
+    name: ClassVar[str] = "orient"
+    tag: int
+
+
+_ORIENT = {  # EXIF Orientation -> the transpose that shows the picture upright
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+ORIENTATIONS = tuple(_ORIENT)
+
+
+def orient(img: Image.Image, op: Orient) -> Image.Image:
+    return img.transpose(_ORIENT[op.tag])
 
 
 # --- one entry per operation type: everything the pipeline needs to know of it ---------
@@ -254,4 +293,8 @@ KINDS: dict[type, Kind] = {
     Region: Kind(_region_size, lambda img, op, size: region(img, op), lambda op, size: STOP),
     Rotate: Kind(lambda op, size: rotated_size(size, op.degrees, op.expand),
                  lambda img, op, size: rotate(img, op), _rotate_shrink),
+    # Orientations 5-8 swap width and height; flips and turns work as well on fewer pixels.
+    Orient: Kind(lambda op, size: (size[1], size[0]) if op.tag >= 5 else size,
+                 lambda img, op, size: orient(img, op),
+                 lambda op, size: Shrink(passes=True, turns=op.tag >= 5)),
 }

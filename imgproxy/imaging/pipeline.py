@@ -1,8 +1,9 @@
 """process(data, plan, settings) -> Rendered: the one entry point that workers and the CLI run.
 
-Steps: identify -> (noop: the bytes as they came) -> source pixel cap -> resolve
-rotate=auto -> output sizes and limits from the header alone -> decode, shrunk on
-load for a first resize -> operations in order -> encode.
+Steps: identify -> (noop: the bytes as they came) -> source pixel cap -> the EXIF
+orientation as a first step (auto_orient) -> resolve rotate=auto -> output sizes and
+limits from the header alone -> decode, shrunk on load for a first resize ->
+operations in order -> kept EXIF without its thumbnail (and GPS) -> encode.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from PIL import Image
 from .. import errors
 from ..plan import Operation, Plan, Resize, Rotate
 from . import decode, encode
-from .operations import KINDS, Size
+from .operations import KINDS, ORIENTATIONS, Orient, Size, paints_background
 from .settings import ImagingSettings
 
 
@@ -51,25 +52,38 @@ def _process(data: bytes, plan: Plan, settings: ImagingSettings) -> Rendered:
     # Every frame counts against the cap, though only the first is ever decoded.
     decode.check_pixels("Source image", img.size, settings.max_source_pixels, decode.frame_count(img))
     header = decode.read_header(img)
-    ops = resolve_auto_rotation(plan.operations, header)
+    ops: list[Operation | Orient] = list(plan.operations)
+    tag = decode.orientation_tag(img) if plan.auto_orient else 0
+    oriented = tag in ORIENTATIONS
+    if oriented:  # upright first; a rotate=auto after it finds nothing left to turn
+        ops.insert(0, Orient(tag))
+        header = dataclasses.replace(header, orientation=0)
+    ops = resolve_auto_rotation(ops, header)
     sizes = operation_sizes(ops, header.size, settings.max_output_pixels)
     img = decode.load(img, draft_size(ops, header.size))
 
     drafted = img.size != header.size
+    painted = False  # a fill put the image on its background (Pilbox then skips compositing)
     for op, size in zip(ops, sizes):
+        painted = painted or paints_background(op, size)
         # Until the first resize, a drafted image is smaller than its logical size.
         img = KINDS[type(op)].apply(img, op, size if drafted else None)
         drafted = drafted and not isinstance(op, Resize)
 
-    if header.exif and header.orientation and any(
-            isinstance(op, Rotate) and op.degrees is None for op in plan.operations):
-        # The pixels are upright now; kept EXIF must not ask viewers to turn them again.
-        header = dataclasses.replace(header, exif=decode.reset_orientation(header.exif))
-    body, fmt = encode.encode(img, plan.save, header, settings)
+    if header.exif and plan.save.preserve_exif:
+        exif: bytes | None = header.exif
+        if oriented or (header.orientation and any(
+                isinstance(op, Rotate) and op.degrees is None for op in plan.operations)):
+            # The pixels are upright now; kept EXIF must not ask viewers to turn them again.
+            exif = decode.reset_orientation(exif)
+        # The thumbnail shows the source before any operation; GPS is where it was taken.
+        exif = decode.strip_exif(exif, gps=settings.strip_gps)
+        header = dataclasses.replace(header, exif=exif)
+    body, fmt = encode.encode(img, plan.save, header, settings, painted)
     return Rendered(body, encode.content_type(fmt), fmt, img.size[0], img.size[1])
 
 
-def resolve_auto_rotation(ops: tuple[Operation, ...], header: decode.SourceHeader) -> list[Operation]:
+def resolve_auto_rotation(ops: list[Operation | Orient], header: decode.SourceHeader) -> list[Operation | Orient]:
     """rotate=auto becomes the EXIF orientation's degrees (0 for non-JPEG sources)."""
     return [dataclasses.replace(op, degrees=header.orientation)
             if isinstance(op, Rotate) and op.degrees is None else op for op in ops]

@@ -101,7 +101,8 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], Operation]] = {
     "noop": lambda p: Noop(),
     "region": lambda p: p["rect"],
     "resize": lambda p: Resize(p["w"], p["h"], p["mode"], p["filter"], p["pos"], p["retain"], p["bg"]),
-    "rotate": lambda p: Rotate(p["deg"], p["expand"], p["bg"]),
+    # Only a bg in the request colours the corners; without one they are Pilbox's black.
+    "rotate": lambda p: Rotate(p["deg"], p["expand"], p["bg"] if p["bg_given"] else None),
 }
 
 
@@ -110,5 +111,6 @@ def build_plan(options: Options, settings: Settings) -> Plan:
     ops = operations(options, settings)
     parsed = {name: read(options, settings) for name, needed_by, read in PARAMETERS
               if needed_by is None or needed_by in ops}
+    parsed["bg_given"] = _given(options, "bg") is not None
     save = Save(parsed["fmt"], parsed["q"], parsed["opt"], parsed["prog"], parsed["exif"], parsed["bg"])
-    return Plan(tuple(BUILDERS[op](parsed) for op in ops), save)
+    return Plan(tuple(BUILDERS[op](parsed) for op in ops), save, settings.auto_orient)
