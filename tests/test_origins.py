@@ -1,0 +1,200 @@
+"""Path URLs over several origins: safe paths (sources/paths.py), the trusted origins of
+HttpLoader, and OriginsLoader's master-then-secondaries fetch against real loopback servers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from posixpath import normpath
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from support import Origin
+
+from imgproxy.config import Settings
+from imgproxy.errors import ProxyError
+from imgproxy.sources.http import HttpLoader
+from imgproxy.sources.origins import OriginsLoader
+from imgproxy.sources.paths import join, normalise_path
+
+JPEG = b"\xff\xd8\xff\xe0" + b"jpeg" * 100
+
+
+class Reply:
+    """A route of a support.Origin that logs (path, started, finished) and may wait first."""
+
+    def __init__(self, log: list, status: int = 200, body: bytes = JPEG, delay: float = 0.0,
+                 headers: dict[str, str] | None = None):
+        self.log, self.status, self.body, self.delay, self.headers = log, status, body, delay, headers or {}
+
+    def __call__(self, handler) -> None:
+        started = time.monotonic()
+        if self.delay:
+            time.sleep(self.delay)
+        status = 304 if self.status == 200 and handler.headers.get("If-None-Match") == self.headers.get("ETag") \
+            and "ETag" in self.headers else self.status
+        body = b"" if status == 304 else self.body
+        handler.send_response(status)
+        for k, v in self.headers.items():
+            handler.send_header(k, v)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        try:
+            handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.log.append((handler.path, started, time.monotonic()))
+
+
+@pytest.fixture(scope="module")
+def servers():
+    started = []
+    for _ in range(3):
+        o = Origin()
+        # a short poll interval: stopping three servers takes milliseconds, not 1.5 s
+        o.thread = threading.Thread(target=o.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        started.append(o.start())
+    yield started
+    for o in started:
+        o.stop()
+
+
+@pytest.fixture
+def origins(servers):
+    for o in servers:
+        o.routes.clear()
+        o.hits.clear()
+        o.requests.clear()
+    return servers
+
+
+def base(origin: Origin) -> str:
+    return origin.url("/images/")
+
+
+def settings(timeout: float = 5.0, **changes) -> Settings:
+    return Settings(**{"timeout": timeout, "allowed_hosts": (), **changes})
+
+
+def trusted(*origins: Origin) -> tuple[str, ...]:
+    return tuple(f"127.0.0.1:{o.port}" for o in origins)
+
+
+def loader(origins, hedge: float = 0.2, timeout: float = 5.0, **changes) -> tuple[OriginsLoader, list]:
+    """Made inside the loop that runs it: the curl client binds to the current loop."""
+    counted: list[tuple[str, str]] = []
+    fetch = HttpLoader(settings(timeout, **changes), trusted_hosts=trusted(*origins))
+    return OriginsLoader(tuple(base(o) for o in origins), fetch, hedge,
+                         lambda origin, outcome: counted.append((origin, outcome))), counted
+
+
+def run(load):
+    """Run `load()` (a coroutine function) in a fresh loop; (result or ProxyError, seconds)."""
+    async def timed():
+        start = time.monotonic()
+        try:
+            result = await load()
+        except ProxyError as e:
+            result = e
+        return result, time.monotonic() - start
+    return asyncio.run(timed())
+
+
+def load_with(origins, ref, validators=None, **kwargs):
+    counted = []
+
+    async def go():
+        ldr, log = loader(origins, **kwargs)
+        counted.append(log)
+        try:
+            return await ldr.load(ref, validators)
+        finally:
+            ldr.close()
+    result, seconds = run(go)
+    return result, seconds, counted[0]
+
+
+# --- paths -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, canonical", [
+    ("/photos/cat.jpg", "/photos/cat.jpg"),
+    ("photos/cat.jpg", "/photos/cat.jpg"),
+    ("/caf%C3%A9.jpg", "/caf%C3%A9.jpg"),
+    ("/café.jpg", "/caf%C3%A9.jpg"),
+    ("/%7Euser/a%3Bb.jpg", "/~user/a;b.jpg"),
+    ("/a;b/c@d:e,f=g+h.jpg", "/a;b/c@d:e,f=g+h.jpg"),
+    ("/what%3F/and%23hash.jpg", "/what%3F/and%23hash.jpg"),
+    ("/100%25.jpg", "/100%25.jpg"),
+    ("/...jpg/x..y", "/...jpg/x..y"),
+])
+def test_a_path_has_one_canonical_form(raw, canonical):
+    assert normalise_path(raw) == canonical
+    assert normalise_path(canonical) == canonical  # normalising again changes nothing
+
+
+@pytest.mark.parametrize("raw", [
+    "/../secret.png", "/a/../../secret.png", "/a/./b.jpg", "/..", "/.", "..", "/a/..",
+    "/%2e%2e/secret.png", "/%2E%2E/secret.png", "/a%2fb.jpg", "/a%2F..%2Fb", "/a%5cb", "/a%5C..",
+    "/%252e%252e/secret.png", "/%252f", "/a\\b.jpg", "/a%5c..%5cb",
+    "//evil.example/x.jpg", "/a//b.jpg", "/a/", "/", "", "//",
+    "/a b.jpg", "/a%20b.jpg", "/a%09b", "/a\tb", "/a%0d%0aX-Injected:1", "/a%00.jpg", "/a\x00",
+    "/a%7f", "/a%c2%85b", "/a%e2%80%a8b", "/a%C0%AE%C0%AE/x", "/a%ff.jpg",
+    "/" + "a" * 2048, "/a" * 33, "/" + "%C3%A9" * 400,
+])
+def test_unsafe_paths_are_refused_with_400(raw):
+    with pytest.raises(ProxyError) as e:
+        normalise_path(raw)
+    assert (e.value.status, e.value.code) == (400, 8)
+
+
+def test_thirty_two_segments_are_enough():
+    assert normalise_path("/a" * 32) == "/a" * 32
+
+
+@pytest.mark.parametrize("base", ["http://o.example/images/", "http://o.example/images",
+                                  "http://o.example", "http://o.example/", "https://o.example:8443/a/b/"])
+def test_join_puts_the_path_under_the_base(base):
+    root = urlsplit(base).path.rstrip("/")
+    assert join(base, "/photos/cat.jpg") == f"{base.rstrip('/')}/photos/cat.jpg"
+    assert urlsplit(join(base, "/photos/cat.jpg")).path == root + "/photos/cat.jpg"
+
+
+def test_join_never_leaves_the_base_path():
+    # Property-style: random paths made of hostile pieces either are refused with 400 or stay
+    # under the base, on the base's host, whatever a server does with dot segments.
+    pieces = ["..", ".", "%2e", "%2E", "%252e", "%2f", "%2F", "%5c", "\\", "/", "//", "%00", "%0a", " ",
+              "a", "b.jpg", "é", "%C3%A9", "%25", "?", "#", ";", "@", ":", "evil.example", "http:", "~",
+              "%", "%2", "%u002e", "\u2025", "\uff0e", "%e2%80%a5"]
+    rng = random.Random(13)
+    bases = ["http://o.example/images/", "http://o.example/images", "http://o.example"]
+    refused = accepted = 0
+    for _ in range(5000):
+        raw = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        if rng.random() < 0.5:
+            raw = "/" + raw
+        for b in bases:
+            try:
+                url = join(b, raw)
+            except ProxyError as e:
+                assert e.status == 400
+                refused += 1
+                continue
+            accepted += 1
+            parts = urlsplit(url)
+            root = urlsplit(b).path.rstrip("/")
+            assert parts.netloc == "o.example" and not parts.query and not parts.fragment, (raw, url)
+            assert parts.path.startswith(root + "/"), (raw, url)
+            for seg in parts.path[len(root) + 1:].split("/"):
+                decoded = unquote(seg)
+                assert seg and decoded not in (".", "..") and "/" not in decoded and "\\" not in decoded, (raw, url)
+            # Even a server that decodes and normalises stays under the root.
+            assert normpath(unquote(parts.path)).startswith(root + "/"), (raw, url)
+    assert refused and accepted  # both kinds were tried
+
+
+def test_join_refuses_a_base_that_is_not_an_origin():
+    for bad in ["ftp://o.example/", "/images/", "http://o.example/?x=1", "http://u@o.example/"]:
+        with pytest.raises(ValueError):
+            join(bad, "/a.jpg")
