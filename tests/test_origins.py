@@ -198,3 +198,37 @@ def test_join_refuses_a_base_that_is_not_an_origin():
     for bad in ["ftp://o.example/", "/images/", "http://o.example/?x=1", "http://u@o.example/"]:
         with pytest.raises(ValueError):
             join(bad, "/a.jpg")
+
+
+# --- HttpLoader's trusted hosts ---------------------------------------------------------------
+
+def test_loopback_origins_are_fetched_only_when_trusted(origins):
+    master, other, _ = origins
+    log: list = []
+    master.routes["/images/a.jpg"] = Reply(log)
+    url = master.url("/images/a.jpg")
+
+    def fetch(trusted_hosts, target=url, **changes):
+        async def go():
+            ldr = HttpLoader(settings(**changes), trusted_hosts=trusted_hosts)
+            try:
+                return await ldr.load(target)
+            finally:
+                ldr.close()
+        return run(go)[0]
+
+    refused = fetch(())
+    assert isinstance(refused, ProxyError) and refused.status == 403
+    assert log == []  # refused before connecting
+    assert fetch(trusted(master)).body == JPEG
+    assert fetch((f"127.0.0.1:{other.port}",)).status == 403  # host:port matches the port too
+    assert fetch(("127.0.0.1",)).body == JPEG  # a bare host matches any port
+    # a redirect is followed to a trusted host, even when allowed_hosts names others ...
+    master.serve("/hop", b"", status=302, headers={"Location": url})
+    assert fetch(trusted(master), master.url("/hop"), allowed_hosts=("example.com",)).body == JPEG
+    # ... and not to an untrusted loopback address
+    other.routes["/images/a.jpg"] = Reply(log)
+    master.serve("/away", b"", status=302, headers={"Location": other.url("/images/a.jpg")})
+    assert fetch(trusted(master), master.url("/away")).status == 403
+    assert fetch(trusted(master), master.url("/away"), allowed_hosts=("example.com",)).status == 403
+    assert [p for p, *_ in log] == ["/images/a.jpg"] * 3

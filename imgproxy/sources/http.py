@@ -39,8 +39,11 @@ class HttpLoader:
     first URL: scheme and form, allowed hosts, and the address connected to.
     """
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, trusted_hosts: tuple[str, ...] = ()):
+        """`trusted_hosts` (host or host:port, matched like allowed_hosts): the operator's own
+        origins, fetched even on loopback or private addresses, and accepted as redirect targets."""
         self._settings = settings
+        self._trusted_hosts = tuple(trusted_hosts)
         self._client = CurlAsyncHTTPClient(
             force_instance=True,
             max_clients=settings.max_requests,
@@ -53,7 +56,11 @@ class HttpLoader:
     def _trusted(self, url: str) -> bool:
         s = self._settings
         # Behind an operator's proxy, curl connects to the proxy: the proxy decides.
-        return bool(s.proxy_host) or bool(s.allowed_hosts and host_allowed(url, s.allowed_hosts))
+        return (bool(s.proxy_host) or bool(s.allowed_hosts and host_allowed(url, s.allowed_hosts))
+                or self._is_trusted_host(url))
+
+    def _is_trusted_host(self, url: str) -> bool:
+        return bool(self._trusted_hosts and host_allowed(url, self._trusted_hosts))
 
     async def load(self, ref: str, validators: Validators | None = None) -> Source | None:
         """The source at URL `ref`; or None when `validators` are given and the origin says 304."""
@@ -83,7 +90,7 @@ class HttpLoader:
         except ProxyError:
             raise errors.origin_failed("Origin redirected to an unsupported URL") from None
         allowed = self._settings.allowed_hosts
-        if allowed and not host_allowed(url, allowed):
+        if allowed and not host_allowed(url, allowed) and not self._is_trusted_host(url):
             raise errors.forbidden(Code.HOST, "Origin redirected to a host that is not allowed")
         return url
 
