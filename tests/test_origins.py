@@ -15,6 +15,7 @@ from support import Origin
 
 from imgproxy.config import Settings
 from imgproxy.errors import ProxyError
+from imgproxy.sources import Validators
 from imgproxy.sources.http import HttpLoader
 from imgproxy.sources.origins import OriginsLoader
 from imgproxy.sources.paths import join, normalise_path
@@ -232,3 +233,177 @@ def test_loopback_origins_are_fetched_only_when_trusted(origins):
     assert fetch(trusted(master), master.url("/away")).status == 403
     assert fetch(trusted(master), master.url("/away"), allowed_hosts=("example.com",)).status == 403
     assert [p for p, *_ in log] == ["/images/a.jpg"] * 3
+
+
+# --- OriginsLoader --------------------------------------------------------------------------
+
+def test_the_master_serves_when_it_can(origins):
+    master, s1, s2 = origins
+    log: list = []
+    master.routes["/images/photos/cat.jpg"] = Reply(log, headers={"ETag": '"m1"'})
+    source, _, counted = load_with(origins, "/photos/cat.jpg")
+    assert source.body == JPEG and source.validators == Validators('"m1"')
+    assert counted == [(base(master), "ok")]
+    assert s1.hits == {} and s2.hits == {}
+
+
+def test_master_not_found_asks_the_secondaries_in_parallel(origins):
+    master, s1, s2 = origins
+    log: list = []
+    master.routes["/images/photos/cat.jpg"] = Reply(log, 404, b"no")
+    s1.routes["/images/photos/cat.jpg"] = Reply(log, 404, b"no", delay=0.4)
+    s2.routes["/images/photos/cat.jpg"] = Reply(log, 200, JPEG + b"s2", delay=0.8)
+    source, seconds, counted = load_with(origins, "/photos/cat.jpg", hedge=5.0)
+    assert source.body == JPEG + b"s2"
+    (_, _, master_end), (_, s1_start, s1_end), (_, s2_start, s2_end) = sorted(log, key=lambda r: r[1])
+    # the master's 404 started the fallback at once, not after the hedge delay
+    assert seconds < 4.0 and s1_start >= master_end and s2_start >= master_end
+    # both secondaries were asked together: each started before the other finished
+    assert s2_start < s1_end and s1_start < s2_end
+    assert sorted(counted) == sorted([(base(master), "not_found"), ("*", "fallback"),
+                                      (base(s1), "not_found"), (base(s2), "ok")])
+
+
+def test_a_slow_master_is_hedged_and_not_awaited(origins):
+    master, s1, s2 = origins
+    log: list = []
+    master.routes["/images/a.jpg"] = Reply(log, 200, JPEG + b"master", delay=4.0)
+    s1.routes["/images/a.jpg"] = Reply(log, 503, b"down")
+    s2.routes["/images/a.jpg"] = Reply(log, 200, JPEG + b"s2", delay=0.1)
+    source, seconds, counted = load_with(origins, "/a.jpg", hedge=0.2)
+    assert source.body == JPEG + b"s2"
+    assert seconds < 3.0  # well below the master's 4 s
+    assert set(counted) == {(base(master), "cancelled"), ("*", "fallback"), (base(s1), "failed"),
+                            (base(s2), "ok")}
+    assert len(counted) == 4
+
+
+def test_a_slow_master_still_wins_when_the_secondaries_fail(origins):
+    master, s1, s2 = origins
+    log: list = []
+    master.routes["/images/a.jpg"] = Reply(log, 200, JPEG + b"master", delay=0.6)
+    s1.routes["/images/a.jpg"] = Reply(log, 404, b"no")
+    s2.routes["/images/a.jpg"] = Reply(log, 503, b"down")
+    source, _, counted = load_with(origins, "/a.jpg", hedge=0.1)
+    assert source.body == JPEG + b"master"
+    assert counted[-1] == (base(master), "ok")
+
+
+def test_every_origin_not_found_is_404(origins):
+    log: list = []
+    for o in origins:
+        o.routes["/images/a.jpg"] = Reply(log, 404 if o is not origins[1] else 410, b"no")
+    error, _, counted = load_with(origins, "/a.jpg")
+    assert isinstance(error, ProxyError) and (error.status, error.code) == (404, 301)
+    assert "3 origins" in error.reason and "127.0.0.1" not in error.reason
+    assert len(log) == 3 and [o for _, o in counted].count("not_found") == 3
+
+
+def test_every_origin_failing_is_502(origins):
+    log: list = []
+    for o in origins:
+        o.routes["/images/a.jpg"] = Reply(log, 503, b"down")
+    error, _, _ = load_with(origins, "/a.jpg")
+    assert isinstance(error, ProxyError) and (error.status, error.code) == (502, 301)
+    assert len(log) == 3
+
+
+def test_not_found_and_failed_is_502(origins):
+    log: list = []
+    origins[0].routes["/images/a.jpg"] = Reply(log, 404, b"no")
+    origins[1].routes["/images/a.jpg"] = Reply(log, 500, b"oops")
+    error, _, _ = load_with(origins[:2], "/a.jpg")
+    assert error.status == 502
+
+
+def test_a_failure_and_a_timeout_is_504(origins):
+    master, s1, _ = origins
+    log: list = []
+    master.routes["/images/a.jpg"] = Reply(log, 503, b"down")
+    s1.routes["/images/a.jpg"] = Reply(log, 200, JPEG, delay=3.0)
+    error, seconds, counted = load_with([master, s1], "/a.jpg", timeout=0.8)
+    assert isinstance(error, ProxyError) and (error.status, error.code) == (504, 301)
+    assert seconds < 2.5
+    assert counted[-1] == (base(s1), "timeout")
+
+
+def test_one_origin_alone(origins):
+    master = origins[0]
+    log: list = []
+    master.routes["/images/a.jpg"] = Reply(log, 503, b"down")
+    error, _, counted = load_with([master], "/a.jpg")
+    assert error.status == 502 and counted == [(base(master), "failed")]  # no fallback to count
+    master.routes["/images/a.jpg"] = Reply(log, 404, b"no")
+    assert load_with([master], "/a.jpg")[0].status == 404
+
+
+def test_too_large_fails_at_once(origins):
+    master, s1, s2 = origins
+    log: list = []
+    master.routes["/images/a.jpg"] = Reply(log, 200, JPEG * 10)
+    s1.routes["/images/a.jpg"] = Reply(log)
+    error, _, counted = load_with(origins, "/a.jpg", max_source_bytes=len(JPEG) * 2)
+    assert isinstance(error, ProxyError) and (error.status, error.code) == (413, 301)
+    assert s1.hits == {} and s2.hits == {}
+    assert counted == [(base(master), "failed")]
+
+
+def test_traversal_never_reaches_an_origin(origins):
+    log: list = []
+    for o in origins:
+        o.routes["/secret.png"] = Reply(log, 200, b"secret")
+        o.routes["/images/ok.jpg"] = Reply(log, 404, b"no")
+    for ref in ["/../secret.png", "/%2e%2e/secret.png", "/..%2fsecret.png", "//127.0.0.1/secret.png",
+                "/a/..%5c..%5csecret.png", "/%252e%252e/secret.png", "..\\secret.png"]:
+        error, _, counted = load_with(origins, ref)
+        assert isinstance(error, ProxyError) and error.status == 400, ref
+        assert counted == []
+    assert load_with(origins, "/ok.jpg")[0].status == 404
+    requested = {path for o in origins for path in o.hits}
+    assert requested == {"/images/ok.jpg"}
+
+
+def test_a_conditional_load_asks_the_master_only(origins):
+    master, s1, _ = origins
+    log: list = []
+    master.routes["/images/a.jpg"] = Reply(log, headers={"ETag": '"v1"'})
+    s1.routes["/images/a.jpg"] = Reply(log, headers={"ETag": '"v1"'})
+    result, _, counted = load_with(origins, "/a.jpg", Validators('"v1"'))
+    assert result is None and counted == [(base(master), "not_modified")]
+    assert master.requests[-1].get("If-None-Match") == '"v1"'
+    # the master lost it: the secondaries are asked, unconditionally, and send it whole
+    master.routes["/images/a.jpg"] = Reply(log, 404, b"no")
+    result, _, _ = load_with(origins, "/a.jpg", Validators('"v1"'))
+    assert result.body == JPEG
+    assert "If-None-Match" not in s1.requests[-1]
+
+
+def test_cancelling_the_load_cancels_every_origin(origins):
+    log: list = []
+    for o in origins:
+        o.routes["/images/a.jpg"] = Reply(log, 200, JPEG, delay=2.0)
+
+    async def go():
+        ldr, counted = loader(origins, hedge=0.05)
+        task = asyncio.create_task(ldr.load("/a.jpg"))
+        await asyncio.sleep(0.4)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)  # the origins' tasks see their cancellation
+        ldr.close()
+        return counted
+    counted = asyncio.run(go())
+    assert sorted(o for _, o in counted) == ["cancelled"] * 3 + ["fallback"]
+
+
+def test_origins_are_checked_when_made():
+    fetch = HttpLoader(settings())
+    try:
+        with pytest.raises(ValueError):
+            OriginsLoader(("file:///etc/",), fetch, 0.1)
+        with pytest.raises(ValueError):
+            OriginsLoader((), fetch, 0.1)
+    finally:
+        fetch.close()
+
