@@ -235,6 +235,29 @@ def test_loopback_origins_are_fetched_only_when_trusted(origins):
     assert [p for p, *_ in log] == ["/images/a.jpg"] * 3
 
 
+def test_a_cancelled_fetch_frees_its_slot(origins):
+    # One fetch at a time: a fetch nobody awaits any more must not hold the slot until a slow
+    # origin answers, or a losing origin would queue the next requests behind it.
+    slow, fast = origins[0], origins[1]
+    log: list = []
+    slow.routes["/images/slow.jpg"] = Reply(log, 200, JPEG, delay=5.0)
+    fast.routes["/images/fast.jpg"] = Reply(log)
+
+    async def go():
+        ldr = HttpLoader(settings(timeout=10.0, max_requests=1), trusted_hosts=trusted(slow, fast))
+        try:
+            task = asyncio.create_task(ldr.load(slow.url("/images/slow.jpg")))
+            await asyncio.sleep(0.3)
+            task.cancel()
+            start = time.monotonic()
+            source = await ldr.load(fast.url("/images/fast.jpg"))
+            return source.body, time.monotonic() - start
+        finally:
+            ldr.close()
+    body, seconds = asyncio.run(go())
+    assert body == JPEG and seconds < 3.5  # curl drops it within a second or so, not after 5 s
+
+
 # --- OriginsLoader --------------------------------------------------------------------------
 
 def test_the_master_serves_when_it_can(origins):

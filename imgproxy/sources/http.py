@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
@@ -102,6 +103,10 @@ class HttpLoader:
         if validators and validators.last_modified:
             conditional["If-Modified-Since"] = validators.last_modified
         guard = AddressGuard(self._trusted(url))
+        abandoned = False  # set when the awaiting task is cancelled: curl then drops the transfer
+
+        def progress(*_) -> int:
+            return 1 if abandoned else 0  # non-zero aborts (E_ABORTED_BY_CALLBACK)
 
         def prepare(curl: pycurl.Curl) -> None:
             # A Content-Length above the cap is refused before any body is read.
@@ -111,6 +116,10 @@ class HttpLoader:
             curl.setopt(pycurl.OPENSOCKETFUNCTION, guard.open_socket)
             # Larger reads: a megabyte source costs tens of Python callbacks, not hundreds.
             curl.setopt(pycurl.BUFFERSIZE, RECEIVE_BUFFER)
+            # Tornado cannot cancel a fetch; without this a fetch nobody awaits any more (a
+            # losing origin, a client gone) holds one of max_requests until the origin answers.
+            curl.setopt(pycurl.NOPROGRESS, 0)
+            curl.setopt(pycurl.XFERINFOFUNCTION, progress)
 
         request = HTTPRequest(
             url,
@@ -128,6 +137,9 @@ class HttpLoader:
         )
         try:
             response = await self._client.fetch(request, raise_error=False)
+        except asyncio.CancelledError:
+            abandoned = True  # curl calls progress() at least once a second, even while idle
+            raise
         except CurlError as e:  # raise_error=False covers HTTP statuses only
             response = HTTPResponse(request, 599, error=e)
         if guard.refused:
