@@ -13,6 +13,8 @@ its own: a caller that gives up does not cancel it for the others.
     revalidated  stale, and the origin said it has not changed
     refreshed    stale, and the origin sent it again (changed, or no validators)
 
+and nothing for a load that fails (the inner Loader counts its own failures).
+
 Errors from the inner load propagate (nothing stale is served on a failure); a 404 or
 410 also drops the entry, so a deleted source is not kept.
 
