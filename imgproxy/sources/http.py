@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
@@ -39,8 +40,11 @@ class HttpLoader:
     first URL: scheme and form, allowed hosts, and the address connected to.
     """
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, trusted_hosts: tuple[str, ...] = ()):
+        """`trusted_hosts` (host or host:port, matched like allowed_hosts): the operator's own
+        origins, fetched even on loopback or private addresses, and accepted as redirect targets."""
         self._settings = settings
+        self._trusted_hosts = tuple(trusted_hosts)
         self._client = CurlAsyncHTTPClient(
             force_instance=True,
             max_clients=settings.max_requests,
@@ -53,7 +57,11 @@ class HttpLoader:
     def _trusted(self, url: str) -> bool:
         s = self._settings
         # Behind an operator's proxy, curl connects to the proxy: the proxy decides.
-        return bool(s.proxy_host) or bool(s.allowed_hosts and host_allowed(url, s.allowed_hosts))
+        return (bool(s.proxy_host) or bool(s.allowed_hosts and host_allowed(url, s.allowed_hosts))
+                or self._is_trusted_host(url))
+
+    def _is_trusted_host(self, url: str) -> bool:
+        return bool(self._trusted_hosts and host_allowed(url, self._trusted_hosts))
 
     async def load(self, ref: str, validators: Validators | None = None) -> Source | None:
         """The source at URL `ref`; or None when `validators` are given and the origin says 304."""
@@ -83,7 +91,7 @@ class HttpLoader:
         except ProxyError:
             raise errors.origin_failed("Origin redirected to an unsupported URL") from None
         allowed = self._settings.allowed_hosts
-        if allowed and not host_allowed(url, allowed):
+        if allowed and not host_allowed(url, allowed) and not self._is_trusted_host(url):
             raise errors.forbidden(Code.HOST, "Origin redirected to a host that is not allowed")
         return url
 
@@ -95,6 +103,10 @@ class HttpLoader:
         if validators and validators.last_modified:
             conditional["If-Modified-Since"] = validators.last_modified
         guard = AddressGuard(self._trusted(url))
+        abandoned = False  # set when the awaiting task is cancelled: curl then drops the transfer
+
+        def progress(*_) -> int:
+            return 1 if abandoned else 0  # non-zero aborts (E_ABORTED_BY_CALLBACK)
 
         def prepare(curl: pycurl.Curl) -> None:
             # A Content-Length above the cap is refused before any body is read.
@@ -104,6 +116,10 @@ class HttpLoader:
             curl.setopt(pycurl.OPENSOCKETFUNCTION, guard.open_socket)
             # Larger reads: a megabyte source costs tens of Python callbacks, not hundreds.
             curl.setopt(pycurl.BUFFERSIZE, RECEIVE_BUFFER)
+            # Tornado cannot cancel a fetch; without this a fetch nobody awaits any more (a
+            # losing origin, a client gone) holds one of max_requests until the origin answers.
+            curl.setopt(pycurl.NOPROGRESS, 0)
+            curl.setopt(pycurl.XFERINFOFUNCTION, progress)
 
         request = HTTPRequest(
             url,
@@ -121,6 +137,9 @@ class HttpLoader:
         )
         try:
             response = await self._client.fetch(request, raise_error=False)
+        except asyncio.CancelledError:
+            abandoned = True  # curl calls progress() at least once a second, even while idle
+            raise
         except CurlError as e:  # raise_error=False covers HTTP statuses only
             response = HTTPResponse(request, 599, error=e)
         if guard.refused:
