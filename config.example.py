@@ -32,6 +32,10 @@
 # connect_timeout = 3.0        # seconds to connect to the origin
 # max_source_bytes = 20000000  # largest source accepted, in bytes (then 413)
 # implicit_base_url = None     # e.g. "https://images.example.com/" lets url=/path.jpg
+#                              #   and path URLs fetch from there (when origins is unset)
+# origins = []                 # base URLs of /path sources: the master, then fallbacks
+#                              #   asked in parallel when it says 404, fails or is slow
+# origin_hedge_ms = 1000       # ms to wait for the master before asking fallbacks too
 # ca_certs = None              # CA bundle (PEM) for https origins
 # validate_cert = True         # verify the origin's TLS certificate
 # proxy_host = None            # HTTP proxy for fetches
@@ -78,3 +82,14 @@
 #                              #   (all 8, any format) before the operations;
 #                              #   recommended unless URLs rely on Pilbox's sideways output
 # strip_gps = True             # exif=1 keeps EXIF without GPS position data
+
+# --- path URLs and presets (/220x220/photos/cat.jpg, /s220/photos/cat.jpg) ---
+# presets = {}                 # e.g. {"s220": "w=220&h=220&mode=crop", "default": "q=80"}
+# sizes = []                   # e.g. ["64x64", "64x64!", "220x220"]; empty = any size
+# presets_only = False         # unsigned requests: only presets, listed sizes and fmt
+
+# --- cache of originals ---------------------------------------------------
+# source_cache_bytes = 0       # memory for fetched originals; 0 = none
+# source_cache_dir = None      # a directory for them on disk; None = none
+# source_cache_dir_bytes = 1073741824  # its size, least recently used out first
+# source_cache_ttl = 300       # seconds before an original is revalidated

@@ -33,8 +33,8 @@ class Imgproxy(Server):
     """python -m imgproxy with 2 workers, run in `repo` (so its imgproxy package is the one
     imported), with the benchmark's Python."""
 
-    def __init__(self, port: int, repo: Path = common.REPO, workers: int = 2):
-        super().__init__("imgproxy", [
+    def __init__(self, port: int, repo: Path = common.REPO, workers: int = 2, name: str = "imgproxy"):
+        super().__init__(name, [
             sys.executable, "-m", "imgproxy", f"--port={port}", "--address=127.0.0.1",
             f"--workers={workers}", "--allowed_hosts=127.0.0.1"], port, repo.resolve())
 

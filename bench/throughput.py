@@ -250,7 +250,7 @@ def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
     if len(runs) > len(groups):
         print(f"\nquiet runs (other processes under {QUIET:.2f} cores; else each one's quietest):")
         print_table([(str(r.round), r) for group in chosen.values() for r in group], floor_ms)
-    for peer in args.peer:
+    for peer in args.peer + (["imgproxy@base"] if args.baseline else []):
         for mode in args.modes:
             ours, theirs = chosen.get(("imgproxy", mode)), chosen.get((peer, mode))
             if not (ours and theirs):
@@ -287,6 +287,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "default: measure it first")
     parser.add_argument("--floor-repeats", type=int, default=5, help="floor.py --repeats (5)")
     parser.add_argument("--no-imgproxy", action="store_true", help="run only the peer(s)")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                        help="also run the imgproxy package in DIR (e.g. a `git archive` of an earlier "
+                             "commit) in the same rounds, as peer 'imgproxy@base'")
     parser.add_argument("--no-cached", dest="cached", action="store_false",
                         help="skip the run of imgproxy with a warm result cache (every request a hit)")
     parser.add_argument("--variants", type=int, default=8,
@@ -342,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
               f"each under {args.variants} URLs")
         chosen = ([] if args.no_imgproxy else [servers.Imgproxy]) + [
             {"thumbor": servers.Thumbor}[name] for name in args.peer]
+        if args.baseline:
+            chosen.append(lambda port, _repo: servers.Imgproxy(port, args.baseline, name="imgproxy@base"))
         if args.cached and not args.no_imgproxy:
             chosen.append(servers.ImgproxyCached)
         for round_ in range(1, args.rounds + 1):

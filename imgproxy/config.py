@@ -129,6 +129,45 @@ def _url_base(value: Any) -> str | None:
     return text
 
 
+def _url_bases(value: Any) -> tuple[str, ...]:
+    bases = _list(value)
+    for base in bases:
+        _url_base(base)
+    return bases
+
+
+_PRESET_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}\Z")
+# First path segments that are the server's own routes, never presets.
+RESERVED_NAMES = ("health", "info", "metrics", "jobs", "images")
+
+
+def _presets(value: Any) -> tuple[tuple[str, str], ...]:
+    """name -> query-API parameters ("w=220&h=220&mode=crop"); a dict in a config
+    file, or name:parameters pairs separated by ';' on the command line."""
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        pairs = [item.split(":", 1) for item in str(value).split(";") if item.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("expected name:parameters;name:parameters")
+    presets = []
+    for name, query in pairs:
+        name, query = str(name).strip(), str(query).strip().lstrip("?")
+        if not _PRESET_NAME.match(name) or name in RESERVED_NAMES:
+            raise ValueError(f"bad preset name {name!r}: lowercase letters, digits, _ and -, "
+                             f"starting with a letter, and not one of {', '.join(RESERVED_NAMES)}")
+        presets.append((name, query))
+    return tuple(presets)
+
+
+def _sizes(value: Any) -> tuple[str, ...]:
+    sizes = _list(value)
+    for size in sizes:
+        if not values.SIZE.match(size):
+            raise ValueError(f"bad size {size!r}: WxH or WxH! (W or H may be 0)")
+    return sizes
+
+
 def _redis_url(value: Any) -> str | None:
     text = _str(value)
     if text and not text.lower().startswith(("redis://", "rediss://", "unix://")):
@@ -164,7 +203,10 @@ class Settings:
     timeout: float = _option(10.0, _positive(_float), "total fetch timeout in seconds")
     connect_timeout: float = _option(3.0, _positive(_float), "fetch connect timeout in seconds")
     max_source_bytes: int = _option(20_000_000, _positive(_integer), "largest source image in bytes")
-    implicit_base_url: str | None = _option(None, _url_base, "base URL for url=/path requests")
+    implicit_base_url: str | None = _option(None, _url_base, "the origin of path requests when origins is unset")
+    origins: tuple[str, ...] = _option((), _url_bases, "base URLs of path requests: the master, then fallbacks")
+    origin_hedge_ms: int = _option(1000, _positive(_integer),
+                                   "ms to wait for the master before asking the fallback origins too")
     ca_certs: str | None = _option(None, _str, "CA certificates file (PEM)")
     validate_cert: bool = _option(True, _bool, "verify the origin's TLS certificate")
     proxy_host: str | None = _option(None, _str, "HTTP proxy host for fetches")
@@ -206,6 +248,15 @@ class Settings:
     # metadata and orientation (server-wide; no query parameter)
     auto_orient: bool = _option(False, _bool, "apply the EXIF orientation before any operation")
     strip_gps: bool = _option(True, _bool, "drop GPS position data from EXIF kept with exif=1")
+    # path URLs and presets
+    presets: tuple[tuple[str, str], ...] = _option((), _presets, "named parameter sets (name:w=220&h=220;...)")
+    sizes: tuple[str, ...] = _option((), _sizes, "WxH / WxH! sizes path URLs may use; unset = any")
+    presets_only: bool = _option(False, _bool, "unsigned requests may use only presets, listed sizes and fmt")
+    # cache of originals
+    source_cache_bytes: int = _option(0, _non_negative, "bytes of fetched originals kept in memory; 0 = none")
+    source_cache_dir: str | None = _option(None, _str, "directory of the on-disk cache of originals; unset = none")
+    source_cache_dir_bytes: int = _option(1 << 30, _positive(_integer), "size of that directory in bytes")
+    source_cache_ttl: int = _option(300, _non_negative, "seconds an original is used before it is revalidated")
 
     @property
     def worker_count(self) -> int:
@@ -307,6 +358,8 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, float) for v in value):
         names = {ratios: name for name, ratios in POSITIONS.items()}
         return names.get(value, f"{value[0]:g},{value[1]:g}")
+    if isinstance(value, tuple) and isinstance(value[0], tuple):  # presets
+        return ";".join(f"{name}:{query}" for name, query in value)
     if isinstance(value, tuple):
         return ",".join(map(str, value))
     return str(value)

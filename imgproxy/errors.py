@@ -63,6 +63,10 @@ def forbidden(code: Code, reason: str) -> ProxyError:
     return ProxyError(403, code, reason)
 
 
+def no_route(reason: str) -> ProxyError:
+    return ProxyError(404, 0, reason)
+
+
 # --- the source and its origin ---------------------------------------------------------
 
 def source_not_found(reason: str) -> ProxyError:

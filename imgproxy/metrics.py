@@ -47,6 +47,10 @@ class Metrics:
         self.fetched_bytes = Counter("imgproxy_fetched_bytes", "Source bytes fetched from origins", registry=r)
         self.sent_bytes = Counter("imgproxy_sent_bytes", "Body bytes sent to clients", registry=r)
         self.cache = Counter("imgproxy_cache_requests", "Result cache look-ups", ["result"], registry=r)
+        self.source_cache = Counter("imgproxy_source_cache_requests", "Cache of originals: look-ups",
+                                    ["result"], registry=r)
+        self.origin_fetches = Counter("imgproxy_origin_fetches", "Fetches from configured origins, by outcome",
+                                      ["origin", "outcome"], registry=r)
         if pool_stats is not None:
             self.watch_pool(pool_stats)
 

@@ -30,7 +30,7 @@ Color = tuple[int, int, int, int]  # RGBA
 Position = Union[tuple[float, float], str]  # ratios, or FACE
 
 # Bump when the canonical form, or what the same form renders to, changes.
-# 2: compositing onto bg as Pilbox does, Pilbox's rotate corners, auto_orient.
+# 2: compositing onto bg as Pilbox does, Pilbox's rotate corners, auto_orient, Resize.enlarge.
 CANONICAL_VERSION = 2
 
 
@@ -58,6 +58,7 @@ class Resize:
     position: Position = CENTER
     retain: int = 75
     background: Color = TRANSPARENT_WHITE
+    enlarge: bool = True  # False: a box larger than the source shrinks to fit it (path URL sizes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,8 @@
-"""Sign and verify query strings: hex HMAC-SHA1 of the query without its final `&sig=`.
+"""Sign and verify requests: hex HMAC-SHA1 of the query without its final `&sig=`.
+
+A path URL signs its path and query: for `/220x220/a.jpg?fmt=webp&sig=S` the
+signed text is `/220x220/a.jpg?fmt=webp`, for `/220x220/a.jpg?sig=S` it is
+`/220x220/a.jpg`.
 
 The command-line tool is cli/sign.py (`imgproxy-sign`).
 """
@@ -12,6 +16,7 @@ from typing import Iterable
 from urllib.parse import unquote_plus
 
 _SIGNED = re.compile(r"(?P<query>.+)&sig=(?P<sig>[0-9a-fA-F]{40})\Z", re.DOTALL)
+_PATH_SIGNED = re.compile(r"(?:(?P<query>.*)&)?sig=(?P<sig>[0-9a-fA-F]{40})\Z", re.DOTALL)
 
 
 def derive_signature(key: str | bytes, query: str) -> str:
@@ -24,17 +29,36 @@ def sign(key: str | bytes, query: str) -> str:
     return f"{query}&sig={derive_signature(key, query)}"
 
 
+def sign_path(key: str | bytes, path: str, query: str = "") -> str:
+    """A path URL's path and query with `sig=<signature>` as the last parameter."""
+    text = f"{path}?{query}" if query else path
+    return f"{text}{'&' if query else '?'}sig={derive_signature(key, text)}"
+
+
+def has_signature(raw_query: str) -> bool:
+    return any(unquote_plus(part.partition("=")[0]).strip() == "sig" for part in raw_query.split("&"))
+
+
 def verify(keys: Iterable[str | bytes], raw_query: str) -> bool:
     """True when the final parameter is a valid `sig` for any key, and the only one."""
     m = _SIGNED.match(raw_query)
+    return bool(m) and _valid(keys, m.group("query"), m.group("query"), m.group("sig"))
+
+
+def verify_path(keys: Iterable[str | bytes], raw_path: str, raw_query: str) -> bool:
+    """The same for a path URL: the signature covers the path and the rest of the query."""
+    m = _PATH_SIGNED.match(raw_query)
     if not m:
         return False
-    query, given = m.group("query"), m.group("sig").lower()
-    for part in query.split("&"):
-        if unquote_plus(part.partition("=")[0]).strip() == "sig":
-            return False  # a second sig, or one that is not last
+    query = m.group("query") or ""
+    return _valid(keys, query, f"{raw_path}?{query}" if query else raw_path, m.group("sig"))
+
+
+def _valid(keys: Iterable[str | bytes], query: str, signed_text: str, given: str) -> bool:
+    if query and has_signature(query):
+        return False  # a second sig, or one that is not last
     ok = False
     for key in keys:
         # compare against every key so the time taken does not tell which matched
-        ok |= hmac.compare_digest(derive_signature(key, query), given)
+        ok |= hmac.compare_digest(derive_signature(key, signed_text), given.lower())
     return ok

@@ -74,9 +74,10 @@ def test_health_reports_a_pool_whose_tasks_keep_failing(start_proxy, origin):
     """Workers that run out of memory on every image: /health must not say ok."""
     big = encode(quadrants((4000, 4000)), "PNG")
     url = quote(origin.serve("/hungry.png", big, content_type="image/png"), safe="")
-    p = start_proxy("--workers=1", f"--worker_memory_limit={700 << 20}")
+    # 432 MB of output pixels alone: more than a 700 MiB worker has left, whatever OpenCV maps.
+    p = start_proxy("--workers=1", f"--worker_memory_limit={700 << 20}", "--max_output_pixels=144000000")
     assert p.get(path="/health").json["status"] == "ok"
-    statuses = {p.get(f"url={url}&w=14000&h=3000&mode=scale&fmt=png").status for _ in range(3)}
+    statuses = {p.get(f"url={url}&w=12000&h=12000&mode=scale&fmt=png").status for _ in range(3)}
     assert statuses == {502}
     r = p.get(path="/health")
     assert r.status == 503 and r.json["status"] == "failing"

@@ -97,3 +97,21 @@ def test_cli_key_may_come_between_queries():
     r = _sign_cli("a=b", f"--key={KEY}", "x=1&y=2&z=3")
     assert r.returncode == 0, r.stderr
     assert f"Signed Query String: x=1&y=2&z=3&sig={VECTOR}" in r.stdout.splitlines()
+
+
+def test_cli_signs_a_path_url_as_the_server_checks_it():
+    import contextlib
+    import io
+
+    from imgproxy.cli.sign import main as sign_main
+    from imgproxy.signature import verify_path
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert sign_main([f"--key={KEY}", "/220x220/a.jpg?fmt=webp", "/64x64!/b.png"]) == 0
+    signed = [line.split(": ", 1)[1] for line in out.getvalue().splitlines() if line.startswith("Signed Path")]
+    assert signed[0].startswith("/220x220/a.jpg?fmt=webp&sig=") and signed[1].startswith("/64x64!/b.png?sig=")
+    for url in signed:
+        path, _, query = url.partition("?")
+        assert verify_path([KEY], path, query)
+        assert not verify_path(["other"], path, query)
+    assert not verify_path([KEY], "/220x220/a.jpg", signed[0].partition("?")[2].replace("webp", "png"))

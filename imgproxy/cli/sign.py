@@ -1,6 +1,7 @@
 """imgproxy-sign: print Pilbox's three lines (query, signature, signed query) for each query.
 
     imgproxy-sign --key=KEY "w=300&h=200&url=..." ["op=rotate&deg=90&url=..." ...]
+    imgproxy-sign --key=KEY "/220x220/photos/cat.jpg?fmt=webp"     (a path URL)
 
 Every query is checked before anything is printed: a query with a leading '?'
 is reported on stderr, nothing goes to stdout and the exit status is 2 (as for
@@ -15,7 +16,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..signature import derive_signature, sign
+from ..signature import derive_signature, sign, sign_path
 
 PROG = "imgproxy-sign"
 SEPARATOR = "=" * 78  # between the blocks of several queries, as Pilbox prints them
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                "Unknown options are usage errors (exit 2).")
     parser.add_argument("--key", required=True, help="the signing key (a client_key of the server)")
     parser.add_argument("queries", nargs="+", metavar="QUERY",
-                        help='a query string without the leading "?", e.g. "w=300&url=..."')
+                        help='a query string without the leading "?", e.g. "w=300&url=...", '
+                             'or a path URL starting with "/", e.g. "/220x220/a.jpg?fmt=webp"')
     return parser
 
 
@@ -49,6 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n, query in enumerate(args.queries):
         if n:
             print(SEPARATOR)
+        if query.startswith("/"):  # a path URL signs its path and query
+            path, _, rest = query.partition("?")
+            print(f"Path URL: {query}")
+            print(f"Signature: {derive_signature(args.key, query.rstrip('?'))}")
+            print(f"Signed Path URL: {sign_path(args.key, path, rest)}")
+            continue
         print(f"Query String: {query}")
         print(f"Signature: {derive_signature(args.key, query)}")
         print(f"Signed Query String: {sign(args.key, query)}")

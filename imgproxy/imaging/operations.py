@@ -49,13 +49,20 @@ def _resampleable(img: Image.Image, resample: int) -> Image.Image:
 # --- resize geometry ------------------------------------------------------------
 
 def box_size(op: Resize, size: Size) -> Size:
-    """The requested box; a missing side follows the aspect ratio (truncated)."""
+    """The requested box; a missing side follows the aspect ratio (truncated).
+
+    Without `enlarge`, a box wider or taller than the source shrinks, keeping its
+    own aspect ratio, until it fits inside the source (clip never enlarges anyway).
+    """
     w, h = size
     width, height = op.width, op.height
     if width is None:
         width = max(1, int(height * w / h))
     if height is None:
         height = max(1, int(width / (w / h)))
+    if not op.enlarge and op.mode != "clip" and (width > w or height > h):
+        scale = min(w / width, h / height)
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
     return width, height
 
 

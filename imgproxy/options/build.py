@@ -14,10 +14,10 @@ Adding an operation: its parameters in PARAMETERS, and one builder in BUILDERS.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Mapping
-from urllib.parse import urljoin
 
 from ..errors import Code, bad_request
 from ..plan import Noop, Operation, Plan, Resize, Rotate, Save
+from ..sources.paths import normalise_path
 from ..urls import check_url
 from . import values as v
 
@@ -44,12 +44,13 @@ def operations(options: Options, settings: Settings) -> tuple[str, ...]:
 
 
 def source_url(value: str | None, settings: Settings) -> str:
-    """The absolute http(s) URL of the source; `/path` joins implicit_base_url when set."""
+    """The source: an absolute http(s) URL, or `/path` on the configured origins
+    (`origins`, else `implicit_base_url`), normalised and joined segment by segment."""
     if not value:
         raise bad_request(Code.URL, "Missing url")
-    if value.startswith("/") and not value.startswith("//") and settings.implicit_base_url:
-        value = urljoin(settings.implicit_base_url, value)
-    elif not value.lower().startswith(("http://", "https://")):
+    if value.startswith("/") and not value.startswith("//") and (settings.origins or settings.implicit_base_url):
+        return normalise_path(value)
+    if not value.lower().startswith(("http://", "https://")):
         raise bad_request(Code.URL, "Unsupported protocol")
     return check_url(value)
 
@@ -94,13 +95,15 @@ PARAMETERS: tuple[tuple[str, str | None, Reader], ...] = (
     ("exif", None, _option("exif", v.parse_preserve_exif, lambda s: s.preserve_exif)),
     ("prog", None, _option("prog", v.parse_progressive, lambda s: s.progressive)),
     ("retain", "resize", _option("retain", v.parse_retain, lambda s: s.retain)),
+    ("enlarge", "resize", _option("enlarge", v.parse_enlarge, lambda s: True)),  # not in Pilbox
 )
 
 # operation name -> its Operation, from the parsed parameters
 BUILDERS: dict[str, Callable[[dict[str, Any]], Operation]] = {
     "noop": lambda p: Noop(),
     "region": lambda p: p["rect"],
-    "resize": lambda p: Resize(p["w"], p["h"], p["mode"], p["filter"], p["pos"], p["retain"], p["bg"]),
+    "resize": lambda p: Resize(p["w"], p["h"], p["mode"], p["filter"], p["pos"], p["retain"], p["bg"],
+                               p["enlarge"]),
     # Only a bg in the request colours the corners; without one they are Pilbox's black.
     "rotate": lambda p: Rotate(p["deg"], p["expand"], p["bg"] if p["bg_given"] else None),
 }

@@ -15,6 +15,7 @@ from ..plan import AUTO, FACE, FILTERS, FORMATS, MODES, OPERATIONS, POSITIONS, C
 _UNSIGNED = re.compile(r"[0-9]+\Z")
 _SIGNED = re.compile(r"-?[0-9]+\Z")
 _HEX = re.compile(r"[0-9a-fA-F]+\Z")
+SIZE = re.compile(r"([0-9]{1,5})x([0-9]{1,5})(!?)\Z")  # path URL sizes: WxH fits, WxH! crops
 _RATIOS = re.compile(r"([0-9]+(?:\.[0-9]+)?),([0-9]+(?:\.[0-9]+)?)\Z")
 
 
@@ -94,6 +95,10 @@ def parse_progressive(value: str) -> bool:
 
 def parse_preserve_exif(value: str) -> bool:
     return _flag(value, Code.EXIF, "preserve_exif")
+
+
+def parse_enlarge(value: str) -> bool:
+    return _flag(value, Code.DIMENSIONS, "enlarge")
 
 
 def parse_expand(value: str) -> bool:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import tornado.web
 from tornado.httpserver import HTTPServer
@@ -14,9 +16,14 @@ from ..config import Settings
 from ..delivery.cache import ResultCache
 from ..delivery.results import Results
 from ..metrics import Metrics
+from ..options.presets import check_presets
 from ..pool import Pool
 from ..render import RenderService
+from ..sources.cache import CachingLoader
 from ..sources.http import HttpLoader
+from ..sources.origins import OriginsLoader
+from ..sources.paths import check_base
+from ..sources.router import SourceRouter
 from ..storage.files import FileStore
 from ..storage.redis import RedisStore
 from . import handlers
@@ -52,8 +59,29 @@ def make_result_cache(settings: Settings, metrics: Metrics) -> ResultCache | Non
     return ResultCache(store, settings.cache_ttl, lambda result: count(result).inc())
 
 
+def origin_bases(settings: Settings) -> tuple[str, ...]:
+    """Where /paths are fetched: `origins`, else `implicit_base_url` alone."""
+    return settings.origins or ((settings.implicit_base_url,) if settings.implicit_base_url else ())
+
+
+def make_loader(settings: Settings, metrics: Metrics) -> CachingLoader:
+    """Every fetch goes through one cache of originals (or, with no room set, just
+    one fetch at a time per source); /paths go to the origins, the master first."""
+    bases = origin_bases(settings)
+    trusted = tuple(urlsplit(base).netloc for base in bases)  # the operator's own hosts
+    http = HttpLoader(settings, trusted_hosts=trusted)
+    origins = None
+    if bases:
+        origins = OriginsLoader(bases, http, settings.origin_hedge_ms / 1000.0,
+                                lambda base, outcome: metrics.origin_fetches.labels(base, outcome).inc())
+    store = (FileStore(settings.source_cache_dir, settings.source_cache_dir_bytes)
+             if settings.source_cache_dir else None)
+    return CachingLoader(SourceRouter(http, origins), settings.source_cache_bytes, store,
+                         settings.source_cache_ttl, lambda result: metrics.source_cache.labels(result).inc())
+
+
 def make_services(settings: Settings, pool: Pool, metrics: Metrics) -> Services:
-    render = RenderService(settings, HttpLoader(settings), pool, metrics)
+    render = RenderService(settings, make_loader(settings, metrics), pool, metrics)
     return Services(pool, metrics, render, Results(render, make_result_cache(settings, metrics)))
 
 
@@ -80,6 +108,15 @@ class Application(tornado.web.Application):
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Start workers, listen, and run until SIGTERM or SIGINT; then stop gracefully."""
+    try:
+        check_presets(settings)
+        for base in origin_bases(settings):
+            check_base(base)
+    except ValueError as e:
+        raise StartupError(str(e)) from None
+    if settings.source_cache_dir and settings.cache_dir and (
+            os.path.realpath(settings.source_cache_dir) == os.path.realpath(settings.cache_dir)):
+        raise StartupError("source_cache_dir and cache_dir must be different directories")
     metrics = Metrics()
     # Workers are forked first, before the event loop has started any thread.
     pool = Pool(settings.worker_count, settings.queue_size, settings.process_timeout,

@@ -13,7 +13,7 @@ from ..delivery.conditional import NotModified, etag_matches
 from ..delivery.keys import result_key
 from ..delivery.negotiate import choose_format
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from ..options.build import build_plan
+from ..options.build import Options, build_plan, operations
 from ..options.query import parse_query
 from .replies import BaseHandler
 
@@ -38,20 +38,25 @@ class CountedHandler(BaseHandler):
 
 
 class ImageHandler(CountedHandler):
+    """GET /?url=...: the query API. Subclasses read the request another way."""
+
+    def _read_request(self) -> tuple[tuple[str, ...], str, Options]:
+        """The operations, the source and the options, after access control."""
+        return security.check_image_request(parse_query(self.request.query), self.request.query,
+                                            self.app.imgproxy_settings)
 
     async def _serve(self) -> None:
         services, settings = self.app.services, self.app.imgproxy_settings
-        options = parse_query(self.request.query)
-        ops, url = security.check_image_request(options, self.request.query, settings)
+        ops, source, options = self._read_request()
         # Only validated names, as a set: the label takes at most 15 values whatever op= says.
         self.op_label = ",".join(sorted(set(ops)))
         plan = build_plan(options, settings)
         plan, varies = choose_format(plan, self.request.headers.get("Accept"))
         if varies:
             self.set_vary("Accept")
-        key = result_key(url, plan, services.render.imaging)
+        key = result_key(source, plan, services.render.imaging)
         client_etag = self.request.headers.get("If-None-Match")
-        result = await services.results.get(key, url, plan, client_etag)
+        result = await services.results.get(key, source, plan, client_etag)
         if isinstance(result, NotModified) or etag_matches(client_etag, result.etag):
             self._not_modified(result.etag, result.headers)
         else:
@@ -74,6 +79,16 @@ class ImageHandler(CountedHandler):
         self.set_header("Content-Type", content_type)
         self.app.services.metrics.sent_bytes.inc(len(body))
         self.finish(body)
+
+
+class PathImageHandler(ImageHandler):
+    """GET /220x220/photos/cat.jpg, /220x220!/..., /<preset>/...: sizes and presets in the path."""
+
+    def _read_request(self) -> tuple[tuple[str, ...], str, Options]:
+        settings = self.app.imgproxy_settings
+        request = security.check_path_request(self.request.path, parse_query(self.request.query),
+                                              self.request.query, settings)
+        return operations(request.options, settings), request.source, request.options
 
 
 class InfoHandler(CountedHandler):
@@ -125,4 +140,5 @@ class NotFoundHandler(BaseHandler):
 
 
 ROUTES = [(r"/", ImageHandler), (r"/info", InfoHandler), (r"/health", HealthHandler),
-          (r"/metrics", MetricsHandler)]
+          (r"/metrics", MetricsHandler),
+          (r"/[^/]+/.+", PathImageHandler)]  # after the others: a size or preset, then the source path
