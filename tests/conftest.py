@@ -13,7 +13,7 @@ def origin():
 
 @pytest.fixture(scope="session")
 def start_proxy(tmp_path_factory):
-    """Start a real imgproxy process with the given flags; all are stopped at the end."""
+    """Start a real imgproxy process of its own with the given flags; all are stopped at the end."""
     started: list[Proxy] = []
 
     def start(*flags: str) -> Proxy:
@@ -23,11 +23,28 @@ def start_proxy(tmp_path_factory):
         return proxy
 
     yield start
+    for p in started:  # all at once: each graceful stop takes a while
+        p.terminate()
     for p in started:
         p.stop()
 
 
 @pytest.fixture(scope="session")
-def proxy(start_proxy):
+def shared_proxy(start_proxy):
+    """One proxy per set of flags, shared by every test asking for the same flags (a start
+    costs about a second). Only for tests that do not stop it, nor need its counters, logs
+    or caches fresh; a test that does takes `start_proxy`."""
+    proxies: dict[tuple[str, ...], Proxy] = {}
+
+    def get(*flags: str) -> Proxy:
+        if flags not in proxies:
+            proxies[flags] = start_proxy(*flags)
+        return proxies[flags]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def proxy(shared_proxy):
     """A proxy with default settings (one worker), shared by the tests of a run."""
-    return start_proxy()
+    return shared_proxy()

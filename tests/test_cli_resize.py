@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_imaging_samples import blocks, encoded
+from support import blocks, encoded
 
 from imgproxy.cli import resize
 from imgproxy.config import Settings

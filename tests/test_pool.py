@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 from PIL import Image
-from support import alive, children, descendants, encode, quadrants
+from support import alive, descendants, encode, quadrants, wait_for, workers_of
 
 # Work that keeps a worker busy for a second or more: upscaling to ~49 MP with Lanczos.
 HEAVY = "w=7000&h=7000&mode=scale&fmt=jpeg&q=50"
@@ -34,33 +34,13 @@ def in_background(fn):
     return t, box
 
 
-def workers_of(proxy) -> list[int]:
-    # server -> multiprocessing fork server -> workers
-    for kid in children(proxy.process.pid):
-        try:
-            if b"forkserver" in open(f"/proc/{kid}/cmdline", "rb").read():
-                return sorted(children(kid))
-        except OSError:
-            pass
-    return []
-
-
 def cpu_ticks(pid: int) -> int:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def test_killed_worker_costs_only_its_task(start_proxy, sources):
-    p = start_proxy("--workers=1", "--process_timeout=60")
+def test_killed_worker_costs_only_its_task(shared_proxy, sources):
+    p = shared_proxy("--process_timeout=60")  # one worker
     assert p.get(query(sources["light"], "w=10")).status == 200
     (worker,) = workers_of(p)
     idle_ticks = cpu_ticks(worker)
@@ -88,13 +68,16 @@ def test_task_over_deadline_is_504_and_worker_replaced(start_proxy, sources):
     assert p.get(query(sources["light"], "w=14")).image.size[0] == 14
 
 
+def health(proxy) -> dict:
+    return proxy.get(path="/health").json
+
+
 def test_full_queue_answers_503_at_once(start_proxy, origin, sources):
     p = start_proxy("--workers=1", "--max_queue=1", "--process_timeout=60")
     running = in_background(lambda: p.get(query(sources["heavy"], HEAVY)))
-    assert wait_for(lambda: origin.hits.get("/heavy.png", 0) >= 1)
-    time.sleep(0.3)
+    assert wait_for(lambda: health(p)["workers"]["busy"] == 1)  # the worker is on it
     waiting = in_background(lambda: p.get(query(sources["heavy"], HEAVY.replace("7000", "6999"))))
-    time.sleep(0.5)
+    assert wait_for(lambda: health(p)["queue"] == 1)  # and the one place in the queue is taken
     hits = origin.hits.get("/light.jpg", 0)
     r = p.get(query(sources["light"], "w=16"))
     assert r.status == 503 and r.json["error_code"] == 501
@@ -141,7 +124,7 @@ def test_sigterm_finishes_work_and_leaves_no_worker(start_proxy, sources):
     tree = descendants(p.process.pid)
     assert len(tree) >= 3  # fork server + 2 workers
     t, box = in_background(lambda: p.get(query(sources["heavy"], HEAVY)))
-    time.sleep(0.5)
+    assert wait_for(lambda: health(p)["workers"]["busy"] == 1)  # stopped mid-task
     assert p.stop() == 0
     t.join(30)
     assert box["r"].status == 200  # the running request was finished

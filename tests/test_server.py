@@ -6,10 +6,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from support import ROOT, encode, free_port, quadrants
+from support import ROOT, assert_error, encode, free_port, q, quadrants
 
 from imgproxy.signature import sign
 
@@ -23,17 +22,6 @@ def photo(origin):
         "Last-Modified": "Wed, 21 Oct 2015 07:28:00 GMT",
         "X-Secret": "origin-internal",
     })
-
-
-def q(url: str, **params) -> str:
-    return "&".join([f"url={quote(url, safe='')}"] + [f"{k}={v}" for k, v in params.items()])
-
-
-def assert_error(r, status: int, code: int):
-    assert r.status == status, (r.status, r.body)
-    body = r.json
-    assert body == {"status_code": status, "error_code": code, "error": body["error"]}
-    assert body["error"] and "\n" not in body["error"] and "Traceback" not in body["error"]
 
 
 def test_noop_returns_the_source_bytes_unchanged(proxy, origin, photo):
@@ -113,8 +101,8 @@ def test_unreachable_origin_is_502(proxy):
     assert_error(proxy.get(q(f"http://127.0.0.1:{free_port()}/a.jpg", w=10)), 502, 301)
 
 
-def test_slow_origin_is_504(start_proxy, origin, photo):
-    slow = start_proxy("--timeout=0.5")
+def test_slow_origin_is_504(shared_proxy, origin, photo):
+    slow = shared_proxy("--timeout=0.5")
     url = origin.serve("/slow.jpg", photo[0], delay=2.0)
     assert_error(slow.get(q(url, w=10)), 504, 301)
 
@@ -123,8 +111,8 @@ def test_unknown_path_is_json_404(proxy):
     assert_error(proxy.get(path="/nope"), 404, 0)
 
 
-def test_signature_client_and_order(start_proxy, photo):
-    signed = start_proxy("--client_key=abcdef", "--client_name=web")
+def test_signature_client_and_order(shared_proxy, photo):
+    signed = shared_proxy("--client_key=abcdef", "--client_name=web")
     query = q(photo[1], w=30, client="web")
     assert signed.get(sign("abcdef", query)).image.size[0] == 30
     assert_error(signed.get(query), 403, 101)  # unsigned
@@ -145,8 +133,8 @@ def test_allowed_host_with_port(start_proxy, origin, photo):
     assert_error(other.get(q(photo[1], w=20)), 403, 103)
 
 
-def test_implicit_base_url(start_proxy, origin, photo):
-    p = start_proxy(f"--implicit_base_url=http://127.0.0.1:{origin.port}/")
+def test_implicit_base_url(shared_proxy, origin, photo):
+    p = shared_proxy(f"--implicit_base_url=http://127.0.0.1:{origin.port}/")
     assert p.get("url=/photo.jpg&w=25").image.size[0] == 25
 
 
