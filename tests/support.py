@@ -330,23 +330,33 @@ class Proxy:
         self.flags = [f"--port={self.port}", "--address=127.0.0.1", *flags]
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.ready = False
 
     def start(self, timeout: float = 30.0) -> "Proxy":
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "Proxy":
+        """Start the process without waiting for it to listen (see `wait_ready`)."""
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [sys.executable, "-m", "imgproxy", *self.flags],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> "Proxy":
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while not self.ready and time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"imgproxy exited with {self.process.returncode}: {self.log()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
+                    self.ready = True
             except OSError:
                 time.sleep(0.05)
+        if self.ready:
+            return self
         self.stop()
         raise RuntimeError("imgproxy did not start listening in time")
 

@@ -35,6 +35,17 @@ def sample(samples: dict, name: str, **labels) -> float:
 
 # --- operations endpoints ------------------------------------------------------------
 
+@pytest.fixture(scope="module", autouse=True)
+def _proxies_side_by_side(shared_proxy):
+    shared_proxy.warm((), BUSY_ALLOWED, SIGNED, CUSTOM_CACHE_CONTROL, AUTO_FORMAT)
+
+
+BUSY_ALLOWED = ("--process_timeout=60",)  # one worker
+SIGNED = ("--client_key=k1",)
+CUSTOM_CACHE_CONTROL = ("--cache_control=public, max-age=31536000, immutable", "--error_cache_control=no-store")
+AUTO_FORMAT = ("--format=auto",)
+
+
 def test_health(proxy):
     r = proxy.get(path="/health")
     body = r.json
@@ -46,7 +57,7 @@ def test_health(proxy):
 
 
 def test_health_answers_while_every_worker_is_busy(shared_proxy, origin):
-    p = shared_proxy("--process_timeout=60")
+    p = shared_proxy(*BUSY_ALLOWED)
     noise = encode(Image.effect_noise((1500, 1500), 64).convert("RGB"), "PNG")
     url = origin.serve("/busy.png", noise, content_type="image/png")
     with ThreadPoolExecutor(2) as ex:
@@ -105,7 +116,7 @@ def test_info(proxy, origin):
 
 
 def test_info_follows_signing_and_host_rules(shared_proxy, origin):
-    p = shared_proxy("--client_key=k1")
+    p = shared_proxy(*SIGNED)
     query = f"url={quote(origin.serve('/signed-info.jpg', JPEG), safe='')}"
     assert p.get(query, path="/info").status == 403
     assert p.get(sign("k1", query), path="/info").json["width"] == 640
@@ -175,8 +186,7 @@ def test_cache_control_policy(proxy, shared_proxy, origin):
     assert bad.status == 400 and bad.headers["Cache-Control"] == "public, max-age=60"
     missing = default.get(q(origin.url("/missing.jpg"), "w=40"))
     assert missing.status == 404 and missing.headers["Cache-Control"] == "public, max-age=60"
-    custom = shared_proxy("--cache_control=public, max-age=31536000, immutable",
-                         "--error_cache_control=no-store")
+    custom = shared_proxy(*CUSTOM_CACHE_CONTROL)
     assert custom.get(q(url, "w=40")).headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert custom.get(q(url, "w=abc")).headers["Cache-Control"] == "no-store"
 
@@ -216,7 +226,7 @@ def test_errors_of_negotiated_requests_vary_too(proxy, origin):
 
 
 def test_format_auto_as_server_default(shared_proxy, origin):
-    p = shared_proxy("--format=auto")
+    p = shared_proxy(*AUTO_FORMAT)
     r = p.get(q(origin.serve("/default-auto.jpg", JPEG), "w=40"), headers={"Accept": "image/webp"})
     assert r.image.format == "WEBP" and r.headers["Vary"] == "Accept"
 

@@ -24,10 +24,27 @@ from imgproxy.sources.guard import is_public
 JPEG = encode(quadrants(), "JPEG")
 
 
+# The proxies these tests share, by their flags (see conftest.SharedProxies).
+OPEN = ("--allowed_hosts=",)  # no allowed_hosts: only public addresses may be fetched
+SMALL_SOURCES = ("--max_source_bytes=100000", "--timeout=30")
+PATIENT = ("--timeout=30",)  # a fetch timeout well past the low-speed limit (5 s)
+WIDER_INPUT = ("--input_formats=JPEG,PNG,GIF,WEBP,TIFF,BMP",)
+FEW_PIXELS = ("--max_source_pixels=100000",)
+FEW_OUTPUT_PIXELS = ("--max_output_pixels=40000000",)
+LITTLE_MEMORY = ("--worker_memory_limit=700000000",)
+# slow fetches and long tasks are cut short; the shorter, the sooner the flood is over
+FLOOD = ("--workers=2", "--timeout=1", "--process_timeout=5")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _proxies_side_by_side(shared_proxy):
+    shared_proxy.warm(OPEN, SMALL_SOURCES, PATIENT, WIDER_INPUT, FEW_PIXELS, FEW_OUTPUT_PIXELS,
+                      LITTLE_MEMORY, FLOOD)
+
+
 @pytest.fixture(scope="module")
-def open_proxy(start_proxy):
-    """No allowed_hosts: only public addresses may be fetched."""
-    return start_proxy("--allowed_hosts=")
+def open_proxy(shared_proxy):
+    return shared_proxy(*OPEN)
 
 
 # --- where we fetch from -----------------------------------------------------------
@@ -111,9 +128,6 @@ def test_redirect_hops_are_checked_again(proxy, origin):
 
 # --- how much we fetch --------------------------------------------------------------
 
-SMALL_SOURCES = ("--max_source_bytes=100000", "--timeout=30")
-
-
 def test_content_length_over_the_cap_is_refused_before_the_body(shared_proxy, origin):
     small = shared_proxy(*SMALL_SOURCES)
 
@@ -179,7 +193,7 @@ def test_dripping_origins_are_dropped_without_starving_others(shared_proxy, orig
     own) hold no one else up, and each is dropped with a 504 for its speed (the low-speed
     limit, 5 s), long before the 30 s fetch timeout. (This was two tests, each waiting 5 s
     for a drop: one for a single dripping origin, one for these.)"""
-    p = shared_proxy("--timeout=30")
+    p = shared_proxy(*PATIENT)
     origin.routes["/drip-many.jpg"] = drip
     before = origin.hits.get("/drip-many.jpg", 0)
     started = time.monotonic()
@@ -215,7 +229,7 @@ def test_only_accepted_raster_formats(proxy, origin, body, ctype):
 
 
 def test_input_formats_can_be_widened(shared_proxy, origin):
-    p = shared_proxy("--input_formats=JPEG,PNG,GIF,WEBP,TIFF,BMP")
+    p = shared_proxy(*WIDER_INPUT)
     url = origin.serve("/ok.bmp", encode(quadrants((50, 50)), "BMP"), content_type="image/bmp")
     assert p.get(q(url, "w=20&fmt=png")).image.size == (20, 20)
 
@@ -228,11 +242,8 @@ def test_pixel_bomb_refused_from_the_header(proxy, origin):
     assert_error(proxy.get(q(url, "op=noop")), 413, 203)
 
 
-FEW_PIXELS = "--max_source_pixels=100000"
-
-
 def test_source_pixel_limit_is_an_option(shared_proxy, origin):
-    p = shared_proxy(FEW_PIXELS)
+    p = shared_proxy(*FEW_PIXELS)
     url = origin.serve("/400x400.jpg", encode(quadrants((400, 400)), "JPEG"))
     assert_error(p.get(q(url, "w=20")), 413, 203)
 
@@ -243,7 +254,7 @@ def test_source_pixel_limit_is_an_option(shared_proxy, origin):
     "op=resize,rotate&w=7000&h=7000&mode=scale&deg=45&expand=1",
 ])
 def test_output_pixel_limit(shared_proxy, origin, extra):
-    p = shared_proxy("--max_output_pixels=40000000")
+    p = shared_proxy(*FEW_OUTPUT_PIXELS)
     url = origin.serve("/6000.jpg", encode(Image.new("RGB", (6000, 6000), "red"), "JPEG"))
     assert_error(p.get(q(url, extra)), 413, 203)
 
@@ -259,7 +270,7 @@ def test_many_frame_gif_costs_its_first_frame(proxy, origin):
 
 
 def test_frames_count_against_the_source_pixel_cap(shared_proxy, origin):
-    p = shared_proxy(FEW_PIXELS)  # 40 frames of 100x100 = 400,000 pixels
+    p = shared_proxy(*FEW_PIXELS)  # 40 frames of 100x100 = 400,000 pixels
     frames = [Image.new("L", (100, 100), i * 5) for i in range(40)]
     buf = io.BytesIO()
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
@@ -334,7 +345,7 @@ def test_cyclic_exif_is_harmless(proxy, origin):
 
 
 def test_runaway_memory_costs_one_task(shared_proxy, origin):
-    p = shared_proxy("--worker_memory_limit=700000000")
+    p = shared_proxy(*LITTLE_MEMORY)
     url = origin.serve("/mem.jpg", encode(Image.new("RGB", (3000, 3000), "blue"), "JPEG"))
     r = p.get(q(url, "w=7000&h=7000&mode=scale&fmt=png"), timeout=60)
     assert_error(r, 502)
@@ -364,9 +375,8 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
-def test_flood_of_mixed_requests(start_proxy, origin):
-    # slow fetches and long tasks are cut short; the shorter, the sooner the flood is over
-    p = start_proxy("--workers=2", "--timeout=1", "--process_timeout=5")
+def test_flood_of_mixed_requests(shared_proxy, origin):
+    p = shared_proxy(*FLOOD)
     healthy = origin.serve("/flood-ok.jpg", encode(Image.effect_noise((1200, 800), 40).convert("RGB"), "JPEG"))
     slow = origin.serve("/flood-slow.jpg", JPEG, delay=3)
     bomb = origin.serve("/flood-bomb.png", png_header(100_000, 100_000) + png_chunk(b"IEND", b""),

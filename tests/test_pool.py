@@ -39,8 +39,19 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+BUSY_ALLOWED = ("--process_timeout=60",)  # one worker
+QUICK_DEADLINE = ("--workers=1", "--process_timeout=0.5")
+SHORT_QUEUE = ("--workers=1", "--max_queue=1", "--process_timeout=60")
+TWO_WORKERS = ("--workers=2", "--process_timeout=60")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _proxies_side_by_side(shared_proxy):
+    shared_proxy.warm(BUSY_ALLOWED, QUICK_DEADLINE, SHORT_QUEUE, TWO_WORKERS)
+
+
 def test_killed_worker_costs_only_its_task(shared_proxy, sources):
-    p = shared_proxy("--process_timeout=60")  # one worker
+    p = shared_proxy(*BUSY_ALLOWED)
     assert p.get(query(sources["light"], "w=10")).status == 200
     (worker,) = workers_of(p)
     idle_ticks = cpu_ticks(worker)
@@ -56,8 +67,8 @@ def test_killed_worker_costs_only_its_task(shared_proxy, sources):
     assert p.get(query(sources["light"], "w=12")).image.size[0] == 12
 
 
-def test_task_over_deadline_is_504_and_worker_replaced(start_proxy, sources):
-    p = start_proxy("--workers=1", "--process_timeout=0.5")
+def test_task_over_deadline_is_504_and_worker_replaced(shared_proxy, sources):
+    p = shared_proxy(*QUICK_DEADLINE)
     before = workers_of(p)
     started = time.monotonic()
     r = p.get(query(sources["heavy"], HEAVY))
@@ -72,8 +83,8 @@ def health(proxy) -> dict:
     return proxy.get(path="/health").json
 
 
-def test_full_queue_answers_503_at_once(start_proxy, origin, sources):
-    p = start_proxy("--workers=1", "--max_queue=1", "--process_timeout=60")
+def test_full_queue_answers_503_at_once(shared_proxy, origin, sources):
+    p = shared_proxy(*SHORT_QUEUE)
     running = in_background(lambda: p.get(query(sources["heavy"], HEAVY)))
     assert wait_for(lambda: health(p)["workers"]["busy"] == 1)  # the worker is on it
     waiting = in_background(lambda: p.get(query(sources["heavy"], HEAVY.replace("7000", "6999"))))
@@ -88,9 +99,9 @@ def test_full_queue_answers_503_at_once(start_proxy, origin, sources):
         assert box["r"].status == 200
 
 
-def test_few_keepalive_connections_use_every_worker(start_proxy, sources):
+def test_few_keepalive_connections_use_every_worker(shared_proxy, sources):
     import http.client
-    p = start_proxy("--workers=2", "--process_timeout=60")
+    p = shared_proxy(*TWO_WORKERS)
     conn = [http.client.HTTPConnection("127.0.0.1", p.port, timeout=60) for _ in range(2)]
     busy_seen = set()
     results = []
@@ -120,7 +131,7 @@ def test_few_keepalive_connections_use_every_worker(start_proxy, sources):
 
 
 def test_sigterm_finishes_work_and_leaves_no_worker(start_proxy, sources):
-    p = start_proxy("--workers=2", "--process_timeout=60")
+    p = start_proxy(*TWO_WORKERS)  # its own: this test stops it
     tree = descendants(p.process.pid)
     assert len(tree) >= 3  # fork server + 2 workers
     t, box = in_background(lambda: p.get(query(sources["heavy"], HEAVY)))

@@ -24,6 +24,23 @@ def photo(origin):
     })
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _proxies_side_by_side(shared_proxy, origin):
+    shared_proxy.warm(SLOW_FETCHES, SIGNED, implicit_base(origin), allowed_port(origin.port))
+
+
+SLOW_FETCHES = ("--timeout=0.5",)
+SIGNED = ("--client_key=abcdef", "--client_name=web")
+
+
+def implicit_base(origin):
+    return (f"--implicit_base_url=http://127.0.0.1:{origin.port}/",)
+
+
+def allowed_port(port):
+    return (f"--allowed_hosts=127.0.0.1:{port}",)
+
+
 def test_noop_returns_the_source_bytes_unchanged(proxy, origin, photo):
     data, _ = photo
     url = origin.serve("/octet.jpg", data, content_type="application/octet-stream")
@@ -102,7 +119,7 @@ def test_unreachable_origin_is_502(proxy):
 
 
 def test_slow_origin_is_504(shared_proxy, origin, photo):
-    slow = shared_proxy("--timeout=0.5")
+    slow = shared_proxy(*SLOW_FETCHES)
     url = origin.serve("/slow.jpg", photo[0], delay=2.0)
     assert_error(slow.get(q(url, w=10)), 504, 301)
 
@@ -112,7 +129,7 @@ def test_unknown_path_is_json_404(proxy):
 
 
 def test_signature_client_and_order(shared_proxy, photo):
-    signed = shared_proxy("--client_key=abcdef", "--client_name=web")
+    signed = shared_proxy(*SIGNED)
     query = q(photo[1], w=30, client="web")
     assert signed.get(sign("abcdef", query)).image.size[0] == 30
     assert_error(signed.get(query), 403, 101)  # unsigned
@@ -126,15 +143,15 @@ def test_signature_client_and_order(shared_proxy, photo):
     assert_error(signed.get(sign("abcdef", query) .replace("client=web", "client=web&extra=1")), 403, 101)
 
 
-def test_allowed_host_with_port(start_proxy, origin, photo):
-    p = start_proxy(f"--allowed_hosts=127.0.0.1:{origin.port}")
+def test_allowed_host_with_port(shared_proxy, start_proxy, origin, photo):
+    p = shared_proxy(*allowed_port(origin.port))
     assert p.get(q(photo[1], w=20)).image.size[0] == 20
     other = start_proxy(f"--allowed_hosts=127.0.0.1:{free_port()}")
     assert_error(other.get(q(photo[1], w=20)), 403, 103)
 
 
 def test_implicit_base_url(shared_proxy, origin, photo):
-    p = shared_proxy(f"--implicit_base_url=http://127.0.0.1:{origin.port}/")
+    p = shared_proxy(*implicit_base(origin))
     assert p.get("url=/photo.jpg&w=25").image.size[0] == 25
 
 
