@@ -551,7 +551,7 @@ def test_resize_modes_and_positions_on_a_jpeg_source(mode, pos_name):
                exact_source=False)
 
 
-@pytest.mark.parametrize("mode, pos_name", [("crop", "bottom-right"), ("adapt", "0.0,0.75"), ("clip", None)],)
+@pytest.mark.parametrize("mode, pos_name", [("crop", "bottom-right"), ("adapt", "0.0,0.75"), ("clip", None)])
 def test_resize_modes_and_positions_on_a_jpeg_source_over_http(proxy, jpeg_url, mode, pos_name):
     check_case(over_http(proxy, jpeg_url), mode, pos_name, "antialias", "png", margin=6, tolerance=24,
                exact_source=False)
