@@ -12,22 +12,59 @@ def origin():
 
 
 @pytest.fixture(scope="session")
-def start_proxy(tmp_path_factory):
-    """Start a real imgproxy process with the given flags; all are stopped at the end."""
+def launch_proxy(tmp_path_factory):
+    """Launch a real imgproxy process with the given flags, not waiting for it to listen;
+    all are stopped at the end."""
     started: list[Proxy] = []
 
-    def start(*flags: str) -> Proxy:
+    def launch(*flags: str) -> Proxy:
         log = tmp_path_factory.mktemp("proxy") / "imgproxy.log"
-        proxy = Proxy("--workers=1", "--allowed_hosts=127.0.0.1", *flags, log_path=log).start()
+        proxy = Proxy("--workers=1", "--allowed_hosts=127.0.0.1", *flags, log_path=log).launch()
         started.append(proxy)
         return proxy
 
-    yield start
+    yield launch
+    for p in started:  # all at once: each graceful stop takes a while
+        p.terminate()
     for p in started:
         p.stop()
 
 
 @pytest.fixture(scope="session")
-def proxy(start_proxy):
+def start_proxy(launch_proxy):
+    """Start a real imgproxy process of its own with the given flags."""
+    return lambda *flags: launch_proxy(*flags).wait_ready()
+
+
+class SharedProxies:
+    """One proxy per set of flags, shared by every test asking for the same flags (a start
+    costs about a second). Only for tests that do not stop it, nor need its counters, logs
+    or caches fresh; a test that does takes `start_proxy`."""
+
+    def __init__(self, launch):
+        self.launch = launch
+        self.proxies: dict[tuple[str, ...], Proxy] = {}
+
+    def __call__(self, *flags: str) -> Proxy:
+        return self._launched(flags).wait_ready()
+
+    def warm(self, *flag_sets: tuple[str, ...]) -> None:
+        """Launch these side by side now, so the tests asking for them later wait less."""
+        for flags in flag_sets:
+            self._launched(tuple(flags))
+
+    def _launched(self, flags: tuple[str, ...]) -> Proxy:
+        if flags not in self.proxies:
+            self.proxies[flags] = self.launch(*flags)
+        return self.proxies[flags]
+
+
+@pytest.fixture(scope="session")
+def shared_proxy(launch_proxy):
+    return SharedProxies(launch_proxy)
+
+
+@pytest.fixture(scope="session")
+def proxy(shared_proxy):
     """A proxy with default settings (one worker), shared by the tests of a run."""
-    return start_proxy()
+    return shared_proxy()

@@ -9,14 +9,17 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
+from urllib.parse import quote
 
 from PIL import Image
 
@@ -68,6 +71,64 @@ def decode(data: bytes) -> Image.Image:
 
 def close_to(pixel, colour, tolerance=40) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour))
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header(width: int, height: int, colour_type: int = 2) -> bytes:
+    """A PNG signature and an IHDR claiming any size (8 bits; 2: RGB, 0: greyscale)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+
+
+def png_claiming(width: int, height: int, pixels: bytes = b"") -> bytes:
+    """A whole greyscale PNG whose header claims any size; its pixel data is whatever is given."""
+    return (png_header(width, height, colour_type=0) + png_chunk(b"IDAT", zlib.compress(pixels))
+            + png_chunk(b"IEND", b""))
+
+
+# --- pairwise combinations --------------------------------------------------------------
+
+def all_pairs(*dimensions: Sequence) -> list[tuple]:
+    """Cases (one value per dimension) in which every pair of values of any two dimensions
+    occurs at least once: far fewer than the cartesian product, and deterministic.
+
+    Greedy: each new case starts from the first pair not yet covered, then takes, for each
+    other dimension in turn, the value covering the most uncovered pairs with the values
+    chosen so far (the first such value on a tie)."""
+    dims = [list(d) for d in dimensions]
+    assert dims and all(dims), "every dimension needs a value"
+    if len(dims) == 1:
+        return [(value,) for value in dims[0]]
+    def pair(k: int, x: int, m: int, y: int) -> tuple:  # value x of dimension k, y of m
+        return ((k, x), (m, y)) if k < m else ((m, y), (k, x))
+
+    uncovered = {pair(k, x, m, y) for k in range(len(dims)) for m in range(k + 1, len(dims))
+                 for x in range(len(dims[k])) for y in range(len(dims[m]))}
+    cases: list[tuple] = []
+    while uncovered:
+        (k, x), (m, y) = min(uncovered)
+        chosen = {k: x, m: y}
+        for n in range(len(dims)):
+            if n not in chosen:
+                gains = [sum(pair(n, value, o, w) in uncovered for o, w in chosen.items())
+                         for value in range(len(dims[n]))]
+                chosen[n] = gains.index(max(gains))
+        uncovered -= {pair(k, chosen[k], m, chosen[m]) for k in chosen for m in chosen if k < m}
+        cases.append(tuple(dims[n][chosen[n]] for n in range(len(dims))))
+    return cases
+
+
+def missing_pairs(cases: Sequence[tuple], *dimensions: Sequence) -> set:
+    """The pairs of values of two dimensions that no case holds (an empty set: all covered)."""
+    missing = set()
+    for k in range(len(dimensions)):
+        for m in range(k + 1, len(dimensions)):
+            held = {(case[k], case[m]) for case in cases}
+            missing |= {(k, x, m, y) for x in dimensions[k] for y in dimensions[m] if (x, y) not in held}
+    return missing
 
 
 # --- in-process rendering: samples, plans, process() ----------------------------------
@@ -222,6 +283,26 @@ class Origin:
         self.httpd.server_close()
 
 
+# --- asking the proxy --------------------------------------------------------------------
+
+def q(url: str, extra: str = "", **params) -> str:
+    """A query: the quoted url, then `extra` as written (e.g. "w=20&h=10"), then `params`."""
+    return "&".join([f"url={quote(url, safe='')}"] + ([extra] if extra else [])
+                    + [f"{k}={v}" for k, v in params.items()])
+
+
+def assert_error(r, status: int, code: int | None = None) -> dict:
+    """A deliberate JSON error: exactly Pilbox's three fields, a one-line reason, no traceback."""
+    assert r.status == status, (r.status, r.body[:300])
+    body = r.json
+    assert set(body) == {"status_code", "error_code", "error"}, body
+    assert body["status_code"] == status, body
+    assert body["error"] and "\n" not in body["error"] and "Traceback" not in body["error"], body
+    if code is not None:
+        assert body["error_code"] == code, body
+    return body
+
+
 # --- the proxy -------------------------------------------------------------------------
 
 @dataclass
@@ -249,28 +330,43 @@ class Proxy:
         self.flags = [f"--port={self.port}", "--address=127.0.0.1", *flags]
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.ready = False
 
     def start(self, timeout: float = 30.0) -> "Proxy":
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "Proxy":
+        """Start the process without waiting for it to listen (see `wait_ready`)."""
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [sys.executable, "-m", "imgproxy", *self.flags],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> "Proxy":
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while not self.ready and time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"imgproxy exited with {self.process.returncode}: {self.log()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
+                    self.ready = True
             except OSError:
                 time.sleep(0.05)
+        if self.ready:
+            return self
         self.stop()
         raise RuntimeError("imgproxy did not start listening in time")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path else ""
+
+    def terminate(self) -> None:
+        """Ask for a graceful stop without waiting for it (see `stop`)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = 20.0) -> int | None:
         if self.process is None or self.process.poll() is not None:
@@ -316,6 +412,27 @@ def descendants(pid: int) -> list[int]:
             found.append(kid)
             todo.append(kid)
     return found
+
+
+def workers_of(proxy: Proxy) -> list[int]:
+    """The image workers of a running proxy: server -> multiprocessing fork server -> workers."""
+    for kid in children(proxy.process.pid):
+        try:
+            if b"forkserver" in open(f"/proc/{kid}/cmdline", "rb").read():
+                return sorted(children(kid))
+        except OSError:
+            pass
+    return []
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def alive(pid: int) -> bool:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from support import Origin
-from test_imaging_samples import blocks, encoded
+from support import Origin, blocks, encoded
 
 from imgproxy.cli import resize
 from imgproxy.config import Settings

@@ -12,15 +12,11 @@ from urllib.parse import quote
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from support import Origin, decode, encode, free_port, quadrants
+from support import Origin, decode, encode, free_port, q, quadrants, wait_for, workers_of
 
 from imgproxy.signature import sign
 
 JPEG = encode(quadrants(), "JPEG")
-
-
-def q(url: str, extra: str = "w=40") -> str:
-    return f"url={quote(url, safe='')}&{extra}"
 
 
 def metrics(proxy) -> dict:
@@ -39,6 +35,17 @@ def sample(samples: dict, name: str, **labels) -> float:
 
 # --- operations endpoints ------------------------------------------------------------
 
+@pytest.fixture(scope="module", autouse=True)
+def _proxies_side_by_side(shared_proxy):
+    shared_proxy.warm((), BUSY_ALLOWED, SIGNED, CUSTOM_CACHE_CONTROL, AUTO_FORMAT)
+
+
+BUSY_ALLOWED = ("--process_timeout=60",)  # one worker
+SIGNED = ("--client_key=k1",)
+CUSTOM_CACHE_CONTROL = ("--cache_control=public, max-age=31536000, immutable", "--error_cache_control=no-store")
+AUTO_FORMAT = ("--format=auto",)
+
+
 def test_health(proxy):
     r = proxy.get(path="/health")
     body = r.json
@@ -49,8 +56,8 @@ def test_health(proxy):
     assert body["libraries"]["pillow"]
 
 
-def test_health_answers_while_every_worker_is_busy(start_proxy, origin):
-    p = start_proxy("--workers=1", "--process_timeout=60")
+def test_health_answers_while_every_worker_is_busy(shared_proxy, origin):
+    p = shared_proxy(*BUSY_ALLOWED)
     noise = encode(Image.effect_noise((1500, 1500), 64).convert("RGB"), "PNG")
     url = origin.serve("/busy.png", noise, content_type="image/png")
     with ThreadPoolExecutor(2) as ex:
@@ -66,7 +73,7 @@ def test_health_answers_while_every_worker_is_busy(start_proxy, origin):
 def test_metrics_count_requests_stages_bytes_and_restarts(start_proxy, origin):
     p = start_proxy("--workers=1")
     url = origin.serve("/m.jpg", JPEG)
-    assert p.get(q(url)).status == 200
+    assert p.get(q(url, "w=40")).status == 200
     assert p.get(q(url, "w=abc")).status == 400
     m = metrics(p)
     assert sample(m, "imgproxy_requests_total", status="200", op="resize") == 1
@@ -86,7 +93,6 @@ def test_metrics_count_requests_stages_bytes_and_restarts(start_proxy, origin):
     assert sample(m, "imgproxy_pool_queue_length") == 0
     assert sample(m, "imgproxy_worker_restarts_total") == 0
     # a worker killed from outside shows up as a restart
-    from test_pool import wait_for, workers_of
     os.kill(workers_of(p)[0], signal.SIGKILL)
     assert wait_for(lambda: sample(metrics(p), "imgproxy_worker_restarts_total") == 1, 3.0)
 
@@ -109,8 +115,8 @@ def test_info(proxy, origin):
     assert r.status == 415 and r.json["error_code"] == 201
 
 
-def test_info_follows_signing_and_host_rules(start_proxy, origin):
-    p = start_proxy("--client_key=k1")
+def test_info_follows_signing_and_host_rules(shared_proxy, origin):
+    p = shared_proxy(*SIGNED)
     query = f"url={quote(origin.serve('/signed-info.jpg', JPEG), safe='')}"
     assert p.get(query, path="/info").status == 403
     assert p.get(sign("k1", query), path="/info").json["width"] == 640
@@ -139,13 +145,13 @@ def test_strong_etag_independent_of_parameter_order(proxy, origin):
 
 
 def test_etag_changes_with_the_source(proxy, origin):
-    first = proxy.get(q(origin.serve("/changing.jpg", JPEG)))
-    second = proxy.get(q(origin.serve("/changing.jpg", encode(quadrants(), "JPEG", quality=50))))
+    first = proxy.get(q(origin.serve("/changing.jpg", JPEG), "w=40"))
+    second = proxy.get(q(origin.serve("/changing.jpg", encode(quadrants(), "JPEG", quality=50)), "w=40"))
     assert first.headers["ETag"] != second.headers["ETag"]
 
 
-def test_origin_304_is_our_304_without_decoding(start_proxy, origin):
-    p = start_proxy()
+def test_origin_304_is_our_304_without_decoding(proxy, origin):
+    p = proxy  # its process count is compared before and after, not from zero
     state = {"conditional": 0}
 
     def versioned(h):
@@ -163,26 +169,25 @@ def test_origin_304_is_our_304_without_decoding(start_proxy, origin):
         h.wfile.write(JPEG)
 
     origin.routes["/versioned.jpg"] = versioned
-    first = p.get(q(origin.url("/versioned.jpg")))
+    first = p.get(q(origin.url("/versioned.jpg"), "w=40"))
     assert first.status == 200
     processed = sample(metrics(p), "imgproxy_request_seconds_count", stage="process")
-    again = p.get(q(origin.url("/versioned.jpg")), headers={"If-None-Match": first.headers["ETag"]})
+    again = p.get(q(origin.url("/versioned.jpg"), "w=40"), headers={"If-None-Match": first.headers["ETag"]})
     assert again.status == 304 and again.headers["ETag"] == first.headers["ETag"]
     assert state["conditional"] == 1
     assert sample(metrics(p), "imgproxy_request_seconds_count", stage="process") == processed
 
 
-def test_cache_control_policy(start_proxy, origin):
+def test_cache_control_policy(proxy, shared_proxy, origin):
     url = origin.serve("/cc.jpg", JPEG, headers={"Cache-Control": "public, max-age=3600"})
-    default = start_proxy()
-    assert default.get(q(url)).headers["Cache-Control"] == "public, max-age=3600"
+    default = proxy
+    assert default.get(q(url, "w=40")).headers["Cache-Control"] == "public, max-age=3600"
     bad = default.get(q(url, "w=abc"))
     assert bad.status == 400 and bad.headers["Cache-Control"] == "public, max-age=60"
-    missing = default.get(q(origin.url("/missing.jpg")))
+    missing = default.get(q(origin.url("/missing.jpg"), "w=40"))
     assert missing.status == 404 and missing.headers["Cache-Control"] == "public, max-age=60"
-    custom = start_proxy("--cache_control=public, max-age=31536000, immutable",
-                         "--error_cache_control=no-store")
-    assert custom.get(q(url)).headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    custom = shared_proxy(*CUSTOM_CACHE_CONTROL)
+    assert custom.get(q(url, "w=40")).headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert custom.get(q(url, "w=abc")).headers["Cache-Control"] == "no-store"
 
 
@@ -220,9 +225,9 @@ def test_errors_of_negotiated_requests_vary_too(proxy, origin):
     assert r.status == 404 and r.headers["Vary"] == "Accept"
 
 
-def test_format_auto_as_server_default(start_proxy, origin):
-    p = start_proxy("--format=auto")
-    r = p.get(q(origin.serve("/default-auto.jpg", JPEG)), headers={"Accept": "image/webp"})
+def test_format_auto_as_server_default(shared_proxy, origin):
+    p = shared_proxy(*AUTO_FORMAT)
+    r = p.get(q(origin.serve("/default-auto.jpg", JPEG), "w=40"), headers={"Accept": "image/webp"})
     assert r.image.format == "WEBP" and r.headers["Vary"] == "Accept"
 
 
@@ -245,11 +250,11 @@ def own_origin():
 def test_file_cache_hit_needs_no_origin(start_proxy, own_origin, tmp_path):
     p = start_proxy(f"--cache_dir={tmp_path / 'cache'}")
     url = own_origin.serve("/cached.jpg", JPEG)
-    first = p.get(q(url))
+    first = p.get(q(url, "w=40"))
     own_origin.stop()
-    hit = p.get(q(url))
+    hit = p.get(q(url, "w=40"))
     assert hit.status == 200 and hit.body == first.body and hit.headers["ETag"] == first.headers["ETag"]
-    assert p.get(q(url), headers={"If-None-Match": first.headers["ETag"]}).status == 304
+    assert p.get(q(url, "w=40"), headers={"If-None-Match": first.headers["ETag"]}).status == 304
     m = metrics(p)
     assert sample(m, "imgproxy_cache_requests_total", result="hit") == 2
     assert sample(m, "imgproxy_cache_requests_total", result="miss") == 1
@@ -279,11 +284,11 @@ def test_corrupt_cache_entry_is_ignored_and_rewritten(start_proxy, origin, tmp_p
     cache = tmp_path / "corrupt"
     p = start_proxy(f"--cache_dir={cache}")
     url = origin.serve("/corrupt.jpg", JPEG)
-    good = p.get(q(url)).body
+    good = p.get(q(url, "w=40")).body
     (entry,) = [f for f in cache.rglob("*") if f.is_file()]
     entry.write_bytes(entry.read_bytes()[:-100])  # truncated, as a crash mid-write would without atomic writes
     before = origin.hits["/corrupt.jpg"]
-    again = p.get(q(url))
+    again = p.get(q(url, "w=40"))
     assert again.status == 200 and decode(again.body).size == decode(good).size
     assert origin.hits["/corrupt.jpg"] == before + 1
     assert entry.read_bytes().endswith(again.body)  # rewritten whole
@@ -291,9 +296,8 @@ def test_corrupt_cache_entry_is_ignored_and_rewritten(start_proxy, origin, tmp_p
 
 
 @pytest.mark.parametrize("cache_flag", [None, "dir"])
-def test_identical_requests_in_flight_are_computed_once(start_proxy, origin, tmp_path, cache_flag):
-    flags = [f"--cache_dir={tmp_path / 'co'}"] if cache_flag else []
-    p = start_proxy(*flags)
+def test_identical_requests_in_flight_are_computed_once(proxy, start_proxy, origin, tmp_path, cache_flag):
+    p = start_proxy(f"--cache_dir={tmp_path / 'co'}") if cache_flag else proxy
     path = f"/coalesce-{cache_flag}.jpg"
     url = origin.serve(path, JPEG, delay=1.0)
     with ThreadPoolExecutor(6) as ex:
@@ -334,14 +338,14 @@ def test_redis_cache_hit_ttl_and_entry_cap(start_proxy, own_origin, redis_server
     small = own_origin.serve("/r-small.jpg", JPEG)
     big = own_origin.serve("/r-big.png", encode(Image.effect_noise((600, 600), 90).convert("RGB"), "PNG"),
                            content_type="image/png")
-    first = p.get(q(small))
+    first = p.get(q(small, "w=40"))
     assert len(p.get(q(big, "w=600&fmt=png")).body) > 200000
     client = redis.Redis(port=port)
     keys = client.keys("imgproxy:*")
     assert len(keys) == 1  # the big result was over the per-entry cap
     assert 0 < client.ttl(keys[0]) <= 300
     own_origin.stop()
-    hit = p.get(q(small))
+    hit = p.get(q(small, "w=40"))
     assert hit.status == 200 and hit.body == first.body
 
 
@@ -349,7 +353,7 @@ def test_redis_outage_is_tolerated_and_counted(start_proxy, origin, redis_server
     proc, port = redis_server
     p = start_proxy(f"--cache_url=redis://127.0.0.1:{port}/0")
     url = origin.serve("/r-down.jpg", JPEG)
-    assert p.get(q(url)).status == 200
+    assert p.get(q(url, "w=40")).status == 200
     proc.kill()
     proc.wait(10)
     started = time.monotonic()

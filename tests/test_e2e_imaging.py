@@ -1,17 +1,18 @@
-"""End to end through the real server: every resize mode x position x filter x format,
-region, rotate, face, noop and every save option, checked on the decoded reply.
+"""Resize modes x positions x filters x formats, region, rotate, face, noop and every
+save option, checked on the decoded reply against an independent model.
 
-Every test asks the real server (the shared `proxy`: one worker) for an image that
+Most tests ask the real server (the shared `proxy`: one worker) for an image that
 the real loopback origin serves, decodes the reply and checks the status, the
 Content-Type, the decoded format, the exact size, the mode and where known colours
-landed.
+landed. The resize matrix is mostly checked in-process, from the same query
+strings (see below).
 
 Sources are images of four flat quadrants (support.quadrants: red top-left, green
 top-right, blue bottom-left, yellow bottom-right). What each reply should look like
 is derived here from the geometry the README describes, independently of
 imgproxy's code: every output pixel centre maps back to a point of the source (a
 `View`), whose quadrant gives the colour, or the background where it falls outside.
-Two checks follow:
+Three checks follow:
 
 * colour: pixels at least `margin` output pixels from any colour edge must match
   the expected colour within a tolerance per output format (resampling blends at
@@ -32,8 +33,20 @@ and positions are repeated on a JPEG source, where the server decodes at a
 reduced DCT scale (shrink on load) and maps the crop window onto the smaller
 pixels.
 
-Each origin reply goes out in one write (support.serve_in_one_write): the ~2,900
-requests of this module then take seconds, not minutes.
+The resize matrix runs twice over. In-process, every pair of (mode, position,
+filter, format) values (support.all_pairs) goes through the handler's own steps
+from the same query strings: parse_query -> build_plan(Settings()) ->
+choose_format -> pipeline.process with the default server's imaging settings,
+and the reply is checked as an HTTP one would be (Content-Type, format, mode,
+size, picture, filter). clip, fill and scale show the whole source, so they do
+not read pos: they are paired without it, and one test shows every position gives
+them the same bytes. Over HTTP, through the shared `proxy`, a few cases use each
+mode, position, filter and format at least once, so the server's path is still
+tested end to end for each; region, rotate, face, noop and the save options are
+asked over HTTP as before.
+
+Each origin reply goes out in one write (support.serve_in_one_write), so the
+HTTP requests of this module take little time.
 """
 
 from __future__ import annotations
@@ -42,14 +55,28 @@ import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
-from support import QUADRANT_COLOURS, decode, encode, quadrants, serve_in_one_write
+from support import (
+    QUADRANT_COLOURS,
+    all_pairs,
+    assert_error,
+    decode,
+    encode,
+    missing_pairs,
+    q,
+    quadrants,
+    serve_in_one_write,
+)
 
-from imgproxy.imaging import faces
+from imgproxy.config import Settings
+from imgproxy.delivery.negotiate import choose_format
+from imgproxy.imaging import faces, pipeline
+from imgproxy.options.build import build_plan
+from imgproxy.options.query import parse_query
+from imgproxy.render import imaging_settings
 
 SOURCE = (640, 428)
 RED, GREEN, BLUE, YELLOW = (QUADRANT_COLOURS[k] for k in ("tl", "tr", "bl", "br"))
@@ -78,14 +105,12 @@ POSITIONS = {
     "0.0,0.75": (0.0, 0.75), "1.0,0.25": (1.0, 0.25),
 }
 MODES = ("crop", "clip", "fill", "scale", "adapt")
+POSITIONED = ("crop", "adapt")  # the modes that read pos (adapt when it crops)
+UNPOSITIONED = ("clip", "fill", "scale")  # show the whole source: pos changes nothing
 FILTERS = ("nearest", "bilinear", "bicubic", "antialias")
 
 
 # --- requests -------------------------------------------------------------------
-
-def q(url: str, **params) -> str:
-    return "&".join([f"url={quote(url, safe='')}"] + [f"{k}={v}" for k, v in params.items()])
-
 
 def decoded(r, fmt: str, mode: str | None = None) -> Image.Image:
     """The reply as an image, after checking status, Content-Type, format and mode."""
@@ -98,10 +123,25 @@ def decoded(r, fmt: str, mode: str | None = None) -> Image.Image:
     return img
 
 
-def assert_error(r, status: int, code: int):
-    assert r.status == status, (r.status, r.body)
-    body = r.json
-    assert body == {"status_code": status, "error_code": code, "error": body["error"]}
+# The default server's settings (the shared `proxy` changes only workers and hosts).
+SETTINGS = Settings()
+IMAGING = imaging_settings(SETTINGS)
+
+
+@dataclass
+class Reply:
+    """What process() made, shaped as the server's reply so the same checks read both."""
+    status: int
+    headers: dict
+    body: bytes
+
+
+def render(data: bytes, query: str) -> Reply:
+    """The image handler's steps without HTTP: query -> options -> Plan -> process()."""
+    plan, _ = choose_format(build_plan(parse_query(query), SETTINGS), None)
+    rendered = pipeline.process(data, plan, IMAGING)
+    assert decode(rendered.body).size == (rendered.width, rendered.height)
+    return Reply(200, {"Content-Type": rendered.content_type}, rendered.body)
 
 
 # --- the expected picture ---------------------------------------------------------
@@ -368,19 +408,29 @@ def edge(img: Image.Image, axis: str, at: int, first, second) -> int:
 
 # --- sources ----------------------------------------------------------------------
 
+PNG_SOURCE = encode(quadrants(), "PNG")
+JPEG_SOURCE = encode(quadrants(), "JPEG", quality=95)
+
+
 @pytest.fixture(scope="module")
 def png_url(origin):
-    return serve_in_one_write(origin, "/e2e/quadrants.png", encode(quadrants(), "PNG"), "image/png")
+    return serve_in_one_write(origin, "/e2e/quadrants.png", PNG_SOURCE, "image/png")
 
 
 @pytest.fixture(scope="module")
-def jpeg_source():
-    return encode(quadrants(), "JPEG", quality=95)
+def jpeg_url(origin):
+    return serve_in_one_write(origin, "/e2e/quadrants.jpg", JPEG_SOURCE, "image/jpeg")
 
 
-@pytest.fixture(scope="module")
-def jpeg_url(origin, jpeg_source):
-    return serve_in_one_write(origin, "/e2e/quadrants.jpg", jpeg_source, "image/jpeg")
+def over_http(proxy, url):
+    """parameters -> the server's reply for the source at `url`."""
+    return lambda params: proxy.get(q(url, **params))
+
+
+def in_process(data):
+    """parameters -> process()'s reply for `data`, from the same query string (its url is
+    never fetched: `data` stands for the source)."""
+    return lambda params: render(data, q("http://127.0.0.1/in-process", **params))
 
 
 def resize_requests(mode: str):
@@ -395,20 +445,27 @@ def resize_requests(mode: str):
             (SQUARE, 66, "crop"), (SQUARE, 67, "fill")]
 
 
-def check_resize(proxy, url, box, retain, applied, mode, pos_name, filter_, fmt,
-                 margin, tolerance, exact_source=True):
-    params = {"w": box[0], "h": box[1], "mode": mode, "pos": pos_name, "filter": filter_,
-              "fmt": fmt, "bg": BG_HEX}
+def resize_params(box, mode, pos_name, filter_, fmt, retain=None) -> dict:
+    """The query parameters of one request, but the url."""
+    params = {"w": box[0], "h": box[1], "mode": mode, "filter": filter_, "fmt": fmt, "bg": BG_HEX}
+    if pos_name is not None:  # None: the mode does not read pos, so none is sent
+        params["pos"] = pos_name
     if retain is not None:
         params["retain"] = retain
-    img = decoded(proxy.get(q(url, **params)), fmt)
-    pos = POSITIONS[pos_name]
+    return params
+
+
+def check_resize(get, box, retain, applied, mode, pos_name, filter_, fmt,
+                 margin, tolerance, exact_source=True):
+    img = decoded(get(resize_params(box, mode, pos_name, filter_, fmt, retain)), fmt)
+    pos = POSITIONS[pos_name] if pos_name is not None else (0.5, 0.5)
     view = resize_view(box, applied, pos)
     assert img.size == view.size  # before pixels, so a wrong size reads as one
     colours = assert_picture(img, view, margin, tolerance)
     if exact_source:  # a lossless source: the edges' blend shows which filter ran
         assert_filter(img, view, filter_, fmt)
     if applied == "crop":
+        assert pos_name is not None, "a crop is asked with its position"
         # The window's place, read off the picture: where red gives way to blue down the
         # left column (WIDE) or to green along the top row (SQUARE).
         if box == WIDE:  # window 640x320 of 428 rows, top at 108 * y: edge at (214 - top) / 3.2
@@ -431,27 +488,73 @@ def check_resize(proxy, url, box, retain, applied, mode, pos_name, filter_, fmt,
     return img
 
 
+def check_case(get, mode, pos_name, filter_, fmt, margin, tolerance, exact_source=True):
+    for box, retain, applied in resize_requests(mode):
+        check_resize(get, box, retain, applied, mode, pos_name, filter_, fmt,
+                     margin, tolerance, exact_source)
+
+
 # --- 1. the matrix ----------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt", list(FORMATS))
-@pytest.mark.parametrize("filter_", FILTERS)
-@pytest.mark.parametrize("pos_name", list(POSITIONS))
-@pytest.mark.parametrize("mode", MODES)
-def test_resize_matrix(proxy, png_url, mode, pos_name, filter_, fmt):
+# In-process: every pair of values; pos only with the modes that read it.
+MATRIX = (all_pairs(POSITIONED, list(POSITIONS), FILTERS, list(FORMATS))
+          + [(mode, None, filter_, fmt) for mode, filter_, fmt
+             in all_pairs(UNPOSITIONED, FILTERS, list(FORMATS))])
+# Over HTTP: each mode, position, filter and format at least once.
+HTTP_MATRIX = ([(POSITIONED[i % 2], pos, FILTERS[i % len(FILTERS)], list(FORMATS)[i % len(FORMATS)])
+                for i, pos in enumerate(POSITIONS)]
+               + [(mode, None, FILTERS[i + 1], list(FORMATS)[i + 2]) for i, mode in enumerate(UNPOSITIONED)])
+
+
+def test_matrix_cases_cover_every_pair_and_every_value_over_http():
+    positioned = [case for case in MATRIX if case[0] in POSITIONED]
+    assert missing_pairs(positioned, POSITIONED, list(POSITIONS), FILTERS, list(FORMATS)) == set()
+    unpositioned = [(mode, filter_, fmt) for mode, pos, filter_, fmt in MATRIX if mode in UNPOSITIONED]
+    assert missing_pairs(unpositioned, UNPOSITIONED, FILTERS, list(FORMATS)) == set()
+    assert len(positioned) + len(unpositioned) == len(MATRIX) < 100  # not the product's 1,100
+    for values in (MODES, POSITIONS, FILTERS, FORMATS):  # and each value over HTTP
+        assert set(values) <= {v for case in HTTP_MATRIX for v in case}
+    assert all(case[1] is not None for case in HTTP_MATRIX if case[0] in POSITIONED)
+    assert missing_pairs(JPEG_MATRIX[:-len(UNPOSITIONED)], POSITIONED, list(POSITIONS)) == set()
+
+
+@pytest.mark.parametrize("mode, pos_name, filter_, fmt", MATRIX)
+def test_resize_matrix(mode, pos_name, filter_, fmt):
     margin, tolerance = QUALITY[fmt]
-    for box, retain, applied in resize_requests(mode):
-        check_resize(proxy, png_url, box, retain, applied, mode, pos_name, filter_, fmt,
-                     margin, tolerance)
+    check_case(in_process(PNG_SOURCE), mode, pos_name, filter_, fmt, margin, tolerance)
 
 
-@pytest.mark.parametrize("pos_name", list(POSITIONS))
-@pytest.mark.parametrize("mode", MODES)
-def test_resize_modes_and_positions_on_a_jpeg_source(proxy, jpeg_url, mode, pos_name):
-    """A JPEG source is decoded at 1/2 or less of its size first; geometry must not move."""
-    for box, retain, applied in resize_requests(mode):
-        # JPEG source edges are soft by a block or so; at 1/3 to 1/6 scale that is ~3 px.
-        check_resize(proxy, jpeg_url, box, retain, applied, mode, pos_name, "antialias", "png",
-                     margin=6, tolerance=24, exact_source=False)
+@pytest.mark.parametrize("mode, pos_name, filter_, fmt", HTTP_MATRIX)
+def test_resize_matrix_over_http(proxy, png_url, mode, pos_name, filter_, fmt):
+    margin, tolerance = QUALITY[fmt]
+    check_case(over_http(proxy, png_url), mode, pos_name, filter_, fmt, margin, tolerance)
+
+
+@pytest.mark.parametrize("mode", UNPOSITIONED)
+def test_modes_showing_the_whole_source_ignore_the_position(mode):
+    """Why the matrix pairs clip, fill and scale without pos: every pos gives the same bytes."""
+    for box in (WIDE, SQUARE):
+        get = in_process(PNG_SOURCE)
+        without = get(resize_params(box, mode, None, "bicubic", "png")).body
+        for pos_name in POSITIONS:
+            assert get(resize_params(box, mode, pos_name, "bicubic", "png")).body == without, pos_name
+
+
+# A JPEG source is decoded at 1/2 or less of its size first; geometry must not move.
+# Its edges are soft by a block or so; at 1/3 to 1/6 scale that is ~3 px.
+JPEG_MATRIX = all_pairs(POSITIONED, list(POSITIONS)) + [(mode, None) for mode in UNPOSITIONED]
+
+
+@pytest.mark.parametrize("mode, pos_name", JPEG_MATRIX)
+def test_resize_modes_and_positions_on_a_jpeg_source(mode, pos_name):
+    check_case(in_process(JPEG_SOURCE), mode, pos_name, "antialias", "png", margin=6, tolerance=24,
+               exact_source=False)
+
+
+@pytest.mark.parametrize("mode, pos_name", [("crop", "bottom-right"), ("adapt", "0.0,0.75"), ("clip", None)])
+def test_resize_modes_and_positions_on_a_jpeg_source_over_http(proxy, jpeg_url, mode, pos_name):
+    check_case(over_http(proxy, jpeg_url), mode, pos_name, "antialias", "png", margin=6, tolerance=24,
+               exact_source=False)
 
 
 def test_expected_sizes_checked_by_hand(proxy, png_url):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from PIL import Image, ImageChops, ImageOps, ImageStat, JpegImagePlugin
+from PIL import Image, ImageChops, ImageFile, ImageOps, ImageStat, JpegImagePlugin
 from support import block_at, blocks, encoded, opened, run
 
 from imgproxy.imaging import operations, pipeline
@@ -107,6 +107,37 @@ def test_no_draft_when_the_first_step_needs_full_pixels(big_jpeg, drafts):
     assert drafts == []
 
 
-def test_png_sources_are_decoded_whole():
+@pytest.fixture
+def decodes(monkeypatch):
+    """Record each draft request on any image, and each decode: (format, size decoded at)."""
+    calls = {"draft": [], "load": []}
+    draft, load = Image.Image.draft, ImageFile.ImageFile.load
+
+    def draft_spy(self, mode, size):
+        calls["draft"].append((self.format, size))
+        return draft(self, mode, size)
+
+    def load_spy(self):
+        result = load(self)
+        calls["load"].append((self.format, self.size))
+        return result
+
+    monkeypatch.setattr(Image.Image, "draft", draft_spy)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load_spy)
+    return calls
+
+
+def test_png_sources_are_decoded_whole(decodes):
     data = encoded(blocks((1200, 900)), "PNG")
-    assert run(data, Resize(100, 100))[1].size == (100, 100)
+    _, img = run(data, Resize(100, 100))
+    assert img.size == (100, 100)
+    assert decodes["draft"] == []  # no reduced decode asked for
+    # the source's pixels were decoded at their full size (then the reply was opened)
+    assert decodes["load"][0] == ("PNG", (1200, 900))
+    assert block_at(img, 5, 5) == (0, 0) and block_at(img, 94, 94) == (2, 2)
+
+
+def test_the_decode_spy_sees_a_drafted_jpeg(big_jpeg, decodes):
+    """The spy above can tell: a JPEG source shows its draft and its reduced decode."""
+    run(big_jpeg, Resize(300, 300, "crop"))
+    assert decodes["load"][0] == ("JPEG", (500, 375))

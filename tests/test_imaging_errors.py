@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import pytest
 from PIL import Image
-from support import H, W, blocks, encoded, limits, make_plan, process, run
+from support import H, W, blocks, encoded, limits, make_plan, png_claiming, process, run
 
 from imgproxy.errors import Code, ProxyError
 from imgproxy.plan import Noop, Region, Resize, Rotate
@@ -20,16 +17,6 @@ def _fails(data: bytes, *ops, limits=limits(), **save) -> ProxyError:
     with pytest.raises(ProxyError) as e:
         process(data, make_plan(*ops, limits=limits, **save))
     return e.value
-
-
-def png_header(width: int, height: int, pixels: bytes = b"") -> bytes:
-    """A PNG whose header claims any size; its pixel data is whatever is given."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(pixels))
-            + chunk(b"IEND", b""))
 
 
 # --- not an image / not accepted -----------------------------------------------------
@@ -87,7 +74,7 @@ def test_truncated_jpeg_is_422_image_broken():
 
 
 def test_png_without_its_pixels_is_422_image_broken():
-    e = _fails(png_header(100, 100), Resize(10, 10))
+    e = _fails(png_claiming(100, 100), Resize(10, 10))
     assert (e.status, e.code) == (422, Code.IMAGE_BROKEN)
 
 
@@ -111,13 +98,13 @@ def test_source_pixel_cap_is_checked_from_the_header():
     e = _fails(JPEG, Resize(10, 10), limits=limits(max_source_pixels=W * H - 1))
     assert (e.status, e.code) == (413, Code.IMAGE_TOO_LARGE)
     # A huge header with no pixel data behind it: refused before any decoding.
-    e = _fails(png_header(30_000, 30_000), Resize(10, 10))
+    e = _fails(png_claiming(30_000, 30_000), Resize(10, 10))
     assert (e.status, e.code) == (413, Code.IMAGE_TOO_LARGE)
 
 
 @pytest.mark.parametrize("side", [10_000, 14_000])  # Pillow's warning range, its error range
 def test_pillow_decompression_bomb_checks_become_413(side):
-    e = _fails(png_header(side, side), Resize(10, 10), limits=limits(max_source_pixels=10**9))
+    e = _fails(png_claiming(side, side), Resize(10, 10), limits=limits(max_source_pixels=10**9))
     assert (e.status, e.code) == (413, Code.IMAGE_TOO_LARGE)
 
 
@@ -153,5 +140,5 @@ def test_errors_have_one_line_reasons():
 
 def test_pillow_module_state_is_left_alone():
     before = Image.MAX_IMAGE_PIXELS
-    _fails(png_header(10_000, 10_000), Resize(10, 10), limits=limits(max_source_pixels=10**9))
+    _fails(png_claiming(10_000, 10_000), Resize(10, 10), limits=limits(max_source_pixels=10**9))
     assert Image.MAX_IMAGE_PIXELS == before

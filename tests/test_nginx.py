@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from support import ROOT, Response, decode, encode, free_port, quadrants
+from support import ROOT, Response, decode, encode, free_port, quadrants, wait_for
 
 README = (ROOT / "README.rst").read_text()
 JPEG = encode(quadrants((240, 160)), "JPEG")
@@ -295,11 +295,8 @@ def test_expired_entries_revalidate_and_errors_expire(short_front, origin):
     again = short_front.get(image, accept="image/avif,*/*")
     assert (again.status, cache_status(again)) == (200, "REVALIDATED")
     assert again.body == first.body and again.headers["ETag"] == first.headers["ETag"]
-    # imgproxy writes its access line just after the reply has gone out: wait for it
-    deadline = time.monotonic() + 5
-    while not re.search(r"GET /\?url=\S*revalidate\.jpg\S* 304 ", short_front.proxy.log()):
-        assert time.monotonic() < deadline, short_front.proxy.log()
-        time.sleep(0.05)
+    # (imgproxy writes its access line just after the reply has gone out: wait for it)
+    assert wait_for(lambda: re.search(r"GET /\?url=\S*revalidate\.jpg\S* 304 ", short_front.proxy.log()), 5.0)
     # an error has no validator: it is fetched again, not kept past its max-age
     error = short_front.get(missing)
     assert (error.status, cache_status(error)) == (404, "EXPIRED")

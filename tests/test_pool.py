@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 from PIL import Image
-from support import alive, children, descendants, encode, quadrants
+from support import alive, descendants, encode, quadrants, wait_for, workers_of
 
 # Work that keeps a worker busy for a second or more: upscaling to ~49 MP with Lanczos.
 HEAVY = "w=7000&h=7000&mode=scale&fmt=jpeg&q=50"
@@ -34,33 +34,24 @@ def in_background(fn):
     return t, box
 
 
-def workers_of(proxy) -> list[int]:
-    # server -> multiprocessing fork server -> workers
-    for kid in children(proxy.process.pid):
-        try:
-            if b"forkserver" in open(f"/proc/{kid}/cmdline", "rb").read():
-                return sorted(children(kid))
-        except OSError:
-            pass
-    return []
-
-
 def cpu_ticks(pid: int) -> int:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+BUSY_ALLOWED = ("--process_timeout=60",)  # one worker
+QUICK_DEADLINE = ("--workers=1", "--process_timeout=0.5")
+SHORT_QUEUE = ("--workers=1", "--max_queue=1", "--process_timeout=60")
+TWO_WORKERS = ("--workers=2", "--process_timeout=60")
 
 
-def test_killed_worker_costs_only_its_task(start_proxy, sources):
-    p = start_proxy("--workers=1", "--process_timeout=60")
+@pytest.fixture(scope="module", autouse=True)
+def _proxies_side_by_side(shared_proxy):
+    shared_proxy.warm(BUSY_ALLOWED, QUICK_DEADLINE, SHORT_QUEUE, TWO_WORKERS)
+
+
+def test_killed_worker_costs_only_its_task(shared_proxy, sources):
+    p = shared_proxy(*BUSY_ALLOWED)
     assert p.get(query(sources["light"], "w=10")).status == 200
     (worker,) = workers_of(p)
     idle_ticks = cpu_ticks(worker)
@@ -76,8 +67,8 @@ def test_killed_worker_costs_only_its_task(start_proxy, sources):
     assert p.get(query(sources["light"], "w=12")).image.size[0] == 12
 
 
-def test_task_over_deadline_is_504_and_worker_replaced(start_proxy, sources):
-    p = start_proxy("--workers=1", "--process_timeout=0.5")
+def test_task_over_deadline_is_504_and_worker_replaced(shared_proxy, sources):
+    p = shared_proxy(*QUICK_DEADLINE)
     before = workers_of(p)
     started = time.monotonic()
     r = p.get(query(sources["heavy"], HEAVY))
@@ -88,13 +79,16 @@ def test_task_over_deadline_is_504_and_worker_replaced(start_proxy, sources):
     assert p.get(query(sources["light"], "w=14")).image.size[0] == 14
 
 
-def test_full_queue_answers_503_at_once(start_proxy, origin, sources):
-    p = start_proxy("--workers=1", "--max_queue=1", "--process_timeout=60")
+def health(proxy) -> dict:
+    return proxy.get(path="/health").json
+
+
+def test_full_queue_answers_503_at_once(shared_proxy, origin, sources):
+    p = shared_proxy(*SHORT_QUEUE)
     running = in_background(lambda: p.get(query(sources["heavy"], HEAVY)))
-    assert wait_for(lambda: origin.hits.get("/heavy.png", 0) >= 1)
-    time.sleep(0.3)
+    assert wait_for(lambda: health(p)["workers"]["busy"] == 1)  # the worker is on it
     waiting = in_background(lambda: p.get(query(sources["heavy"], HEAVY.replace("7000", "6999"))))
-    time.sleep(0.5)
+    assert wait_for(lambda: health(p)["queue"] == 1)  # and the one place in the queue is taken
     hits = origin.hits.get("/light.jpg", 0)
     r = p.get(query(sources["light"], "w=16"))
     assert r.status == 503 and r.json["error_code"] == 501
@@ -105,9 +99,9 @@ def test_full_queue_answers_503_at_once(start_proxy, origin, sources):
         assert box["r"].status == 200
 
 
-def test_few_keepalive_connections_use_every_worker(start_proxy, sources):
+def test_few_keepalive_connections_use_every_worker(shared_proxy, sources):
     import http.client
-    p = start_proxy("--workers=2", "--process_timeout=60")
+    p = shared_proxy(*TWO_WORKERS)
     conn = [http.client.HTTPConnection("127.0.0.1", p.port, timeout=60) for _ in range(2)]
     busy_seen = set()
     results = []
@@ -137,11 +131,11 @@ def test_few_keepalive_connections_use_every_worker(start_proxy, sources):
 
 
 def test_sigterm_finishes_work_and_leaves_no_worker(start_proxy, sources):
-    p = start_proxy("--workers=2", "--process_timeout=60")
+    p = start_proxy(*TWO_WORKERS)  # its own: this test stops it
     tree = descendants(p.process.pid)
     assert len(tree) >= 3  # fork server + 2 workers
     t, box = in_background(lambda: p.get(query(sources["heavy"], HEAVY)))
-    time.sleep(0.5)
+    assert wait_for(lambda: health(p)["workers"]["busy"] == 1)  # stopped mid-task
     assert p.stop() == 0
     t.join(30)
     assert box["r"].status == 200  # the running request was finished

@@ -6,10 +6,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from support import ROOT, encode, free_port, quadrants
+from support import ROOT, assert_error, encode, free_port, q, quadrants
 
 from imgproxy.signature import sign
 
@@ -25,15 +24,21 @@ def photo(origin):
     })
 
 
-def q(url: str, **params) -> str:
-    return "&".join([f"url={quote(url, safe='')}"] + [f"{k}={v}" for k, v in params.items()])
+@pytest.fixture(scope="module", autouse=True)
+def _proxies_side_by_side(shared_proxy, origin):
+    shared_proxy.warm(SLOW_FETCHES, SIGNED, implicit_base(origin), allowed_port(origin.port))
 
 
-def assert_error(r, status: int, code: int):
-    assert r.status == status, (r.status, r.body)
-    body = r.json
-    assert body == {"status_code": status, "error_code": code, "error": body["error"]}
-    assert body["error"] and "\n" not in body["error"] and "Traceback" not in body["error"]
+SLOW_FETCHES = ("--timeout=0.5",)
+SIGNED = ("--client_key=abcdef", "--client_name=web")
+
+
+def implicit_base(origin):
+    return (f"--implicit_base_url=http://127.0.0.1:{origin.port}/",)
+
+
+def allowed_port(port):
+    return (f"--allowed_hosts=127.0.0.1:{port}",)
 
 
 def test_noop_returns_the_source_bytes_unchanged(proxy, origin, photo):
@@ -113,8 +118,8 @@ def test_unreachable_origin_is_502(proxy):
     assert_error(proxy.get(q(f"http://127.0.0.1:{free_port()}/a.jpg", w=10)), 502, 301)
 
 
-def test_slow_origin_is_504(start_proxy, origin, photo):
-    slow = start_proxy("--timeout=0.5")
+def test_slow_origin_is_504(shared_proxy, origin, photo):
+    slow = shared_proxy(*SLOW_FETCHES)
     url = origin.serve("/slow.jpg", photo[0], delay=2.0)
     assert_error(slow.get(q(url, w=10)), 504, 301)
 
@@ -123,8 +128,8 @@ def test_unknown_path_is_json_404(proxy):
     assert_error(proxy.get(path="/nope"), 404, 0)
 
 
-def test_signature_client_and_order(start_proxy, photo):
-    signed = start_proxy("--client_key=abcdef", "--client_name=web")
+def test_signature_client_and_order(shared_proxy, photo):
+    signed = shared_proxy(*SIGNED)
     query = q(photo[1], w=30, client="web")
     assert signed.get(sign("abcdef", query)).image.size[0] == 30
     assert_error(signed.get(query), 403, 101)  # unsigned
@@ -138,15 +143,15 @@ def test_signature_client_and_order(start_proxy, photo):
     assert_error(signed.get(sign("abcdef", query) .replace("client=web", "client=web&extra=1")), 403, 101)
 
 
-def test_allowed_host_with_port(start_proxy, origin, photo):
-    p = start_proxy(f"--allowed_hosts=127.0.0.1:{origin.port}")
+def test_allowed_host_with_port(shared_proxy, start_proxy, origin, photo):
+    p = shared_proxy(*allowed_port(origin.port))
     assert p.get(q(photo[1], w=20)).image.size[0] == 20
     other = start_proxy(f"--allowed_hosts=127.0.0.1:{free_port()}")
     assert_error(other.get(q(photo[1], w=20)), 403, 103)
 
 
-def test_implicit_base_url(start_proxy, origin, photo):
-    p = start_proxy(f"--implicit_base_url=http://127.0.0.1:{origin.port}/")
+def test_implicit_base_url(shared_proxy, origin, photo):
+    p = shared_proxy(*implicit_base(origin))
     assert p.get("url=/photo.jpg&w=25").image.size[0] == 25
 
 
