@@ -98,7 +98,7 @@ def test_detection_runs_on_a_small_copy(monkeypatch):
     monkeypatch.setattr(faces, "_classifier", Spy())
     big = opened(ASTRONAUT).resize((2400, 1800))
     faces.detect(big)
-    assert seen == [(375, 500)]
+    assert seen == [(480, 640)]
 
 
 def test_face_found_in_a_big_drafted_jpeg():
