@@ -91,9 +91,9 @@ def test_detection_runs_on_a_small_copy(monkeypatch):
     real = faces.load()
 
     class Spy:
-        def detectMultiScale(self, pixels, **options):  # noqa: N802 - OpenCV's name
+        def detectMultiScale2(self, pixels, **options):  # noqa: N802 - OpenCV's name
             seen.append(pixels.shape)
-            return real.detectMultiScale(pixels, **options)
+            return real.detectMultiScale2(pixels, **options)
 
     monkeypatch.setattr(faces, "_classifier", Spy())
     big = opened(ASTRONAUT).resize((2400, 1800))

@@ -22,7 +22,8 @@ DETECT_SIDE = 640  # longest side of the copy we detect on (and so the least a J
 MIN_FACE = 20  # pixels on that copy: the cascade's own window
 MIN_FACE_RATIO = 0.04  # of the copy's longest side: smaller windows cost most and 5% faces are above it
 SCALE_STEP = 1.1
-NEIGHBOURS = 3  # overlapping hits a face needs; fewer lets textures through, more loses small faces
+NEIGHBOURS = 3  # overlapping hits a face of the smallest size needs; fewer lets textures through
+MAX_NEIGHBOURS = 12  # what a bigger one needs at most (real ones have 25 and more)
 KEEP_RATIO = 0.5  # faces narrower than this share of the widest one are not the subject
 
 _classifier = None
@@ -56,10 +57,17 @@ def detect(img: Image.Image) -> list[tuple[float, float, float, float]]:
     least = max(MIN_FACE, round(MIN_FACE_RATIO * max(w, h)))
     if least > min(w, h):
         return []
-    found = classifier.detectMultiScale(numpy.asarray(grey), scaleFactor=SCALE_STEP,
-                                        minNeighbors=NEIGHBOURS, minSize=(least, least))
+    found, hits = classifier.detectMultiScale2(numpy.asarray(grey), scaleFactor=SCALE_STEP,
+                                               minNeighbors=NEIGHBOURS, minSize=(least, least))
     return [(float(x / w), float(y / h), float((x + fw) / w), float((y + fh) / h))
-            for x, y, fw, fh in found]
+            for (x, y, fw, fh), n in zip(found, hits) if n >= needed_hits(fw / least)]
+
+
+def needed_hits(size: float) -> float:
+    """Neighbours a face `size` times the smallest window needs. A real face is hit at more
+    scales and places the bigger it is (5 at 1.1x, 25 at 2x); textures that pass the cascade
+    somewhere (rocks, foliage) gather a handful at any size."""
+    return min(MAX_NEIGHBOURS, NEIGHBOURS * size * size)
 
 
 def focal_point(img: Image.Image) -> tuple[float, float] | None:
