@@ -23,7 +23,8 @@ MIN_FACE = 20  # pixels on that copy: the cascade's own window
 MIN_FACE_RATIO = 0.04  # of the copy's longest side: smaller windows cost most and 5% faces are above it
 SCALE_STEP = 1.1
 NEIGHBOURS = 3  # overlapping hits a face of the smallest size needs; fewer lets textures through
-MAX_NEIGHBOURS = 12  # what a bigger one needs at most (real ones have 25 and more)
+HITS_PER_SIZE = 15  # more needed per step of size above 1.2x the smallest (see needed_hits)
+MAX_NEIGHBOURS = 12  # needed at most: real faces of 2x the smallest window and up have 25 or more
 KEEP_RATIO = 0.5  # faces narrower than this share of the widest one are not the subject
 
 _classifier = None
@@ -65,9 +66,9 @@ def detect(img: Image.Image) -> list[tuple[float, float, float, float]]:
 
 def needed_hits(size: float) -> float:
     """Neighbours a face `size` times the smallest window needs. A real face is hit at more
-    scales and places the bigger it is (5 at 1.1x, 25 at 2x); textures that pass the cascade
-    somewhere (rocks, foliage) gather a handful at any size."""
-    return min(MAX_NEIGHBOURS, NEIGHBOURS * size * size)
+    scales and places the bigger it is (4 or more up to 1.2x, 9 at 1.35x, 17 at 1.6x, 25 at
+    2x); textures that pass the cascade somewhere (rocks, foliage) gather a handful at any size."""
+    return min(MAX_NEIGHBOURS, NEIGHBOURS + HITS_PER_SIZE * max(0.0, size - 1.2))
 
 
 def focal_point(img: Image.Image) -> tuple[float, float] | None:
