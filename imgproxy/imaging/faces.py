@@ -10,7 +10,9 @@ Choices, measured with bench/faces.py (figures in bench/README.md):
   and a global equalisation squeezes a face on a flat or dark background into a few
   grey levels, so it is lost;
 - a 640 px copy: a face of 5% of the picture is 32 px there, above what the
-  cascade resolves (on the old 500 px copy such faces were mostly missed).
+  cascade resolves (on the old 500 px copy such faces were mostly missed);
+- bigger boxes need more overlapping hits (`needed_hits`): a texture that fools the
+  cascade gathers only a handful at any size, a real face many more as it grows.
 """
 
 from __future__ import annotations
