@@ -38,21 +38,22 @@ def images(folder: Path) -> list[Path]:
 
 def seen_by_detector(data: bytes):
     """The 8-bit picture pos=face detects on, and the source's size."""
-    from imgproxy.imaging import decode, operations, pipeline
-    from imgproxy.params import FACE, Limits, Resize
+    from imgproxy.config import Settings
+    from imgproxy.imaging import decode, modes, pipeline
+    from imgproxy.plan import FACE, Resize
 
-    img = decode.open_image(data, Limits().input_formats)
+    img = decode.open_image(data, Settings().input_formats)
     size = img.size
     ops = [Resize(*BOX, "crop", position=FACE)]
     img = decode.load(img, pipeline.draft_size(ops, size))
-    return operations.eight_bit(img), size
+    return modes.eight_bit(img), size
 
 
 def plans():
-    from imgproxy.params import FACE, Limits, Plan, Resize, Save
+    from imgproxy.plan import FACE, Plan, Resize, Save
 
     def plan(position):
-        return Plan("bench", (Resize(*BOX, "crop", position=position),), Save(quality=85), Limits())
+        return Plan((Resize(*BOX, "crop", position=position),), Save(quality=85))
     return plan((0.5, 0.5)), plan(FACE)
 
 
@@ -64,12 +65,15 @@ def cpu_ms(call) -> float:
 
 def measure(data: bytes, img, repeats: int) -> dict:
     """Median CPU ms of detect, a centre crop and a face crop, taken in turns."""
+    from imgproxy.config import Settings
     from imgproxy.imaging import faces
     from imgproxy.imaging.pipeline import process
+    from imgproxy.render import imaging_settings
 
+    imaging = imaging_settings(Settings())
     centre, face = plans()
-    calls = {"detect": lambda: faces.detect(img), "centre": lambda: process(data, centre),
-             "face": lambda: process(data, face)}
+    calls = {"detect": lambda: faces.detect(img), "centre": lambda: process(data, centre, imaging),
+             "face": lambda: process(data, face, imaging)}
     for call in calls.values():  # warm-up
         call()
     times = {name: [] for name in calls}

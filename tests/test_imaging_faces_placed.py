@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy
 import pytest
 from PIL import Image
-from test_imaging_samples import encoded, opened, run
+from support import encoded, opened, run
 
 from imgproxy.imaging import faces
-from imgproxy.params import FACE, Resize
+from imgproxy.plan import FACE, Resize
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ASTRONAUT = opened((FIXTURES / "astronaut.jpg").read_bytes())
