@@ -62,3 +62,14 @@ def _valid(keys: Iterable[str | bytes], query: str, signed_text: str, given: str
         # compare against every key so the time taken does not tell which matched
         ok |= hmac.compare_digest(derive_signature(key, signed_text), given.lower())
     return ok
+
+
+def job_signature(key: str | bytes, text: bytes | str) -> str:
+    """The job API's X-Signature: hex HMAC-SHA256 of the raw body (POST) or the path (GET)."""
+    key = key.encode() if isinstance(key, str) else key
+    text = text.encode() if isinstance(text, str) else text
+    return hmac.new(key, text, hashlib.sha256).hexdigest()
+
+
+def verify_job(key: str | bytes, text: bytes | str, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(job_signature(key, text), given.strip().lower())

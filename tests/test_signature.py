@@ -115,3 +115,20 @@ def test_cli_signs_a_path_url_as_the_server_checks_it():
         assert verify_path([KEY], path, query)
         assert not verify_path(["other"], path, query)
     assert not verify_path([KEY], "/220x220/a.jpg", signed[0].partition("?")[2].replace("webp", "png"))
+
+
+def test_cli_signs_job_bodies_and_status_paths(tmp_path):
+    import contextlib
+    import io
+
+    from imgproxy.cli.sign import main as sign_main
+    from imgproxy.signature import job_signature, verify_job
+    body = b'{"operationType": "resize"}'
+    (tmp_path / "job.json").write_bytes(body)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert sign_main(["--key=k", "--job", str(tmp_path / "job.json")]) == 0
+        assert sign_main(["--key=k", "--job-path", "/jobs/" + "a" * 32]) == 0
+    first, second = out.getvalue().split()
+    assert first == job_signature("k", body) and verify_job("k", body, first)
+    assert verify_job("k", "/jobs/" + "a" * 32, second) and not verify_job("k", body + b" ", first)

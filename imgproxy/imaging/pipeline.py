@@ -43,15 +43,31 @@ def process(data: bytes, plan: Plan, settings: ImagingSettings) -> Rendered:
             raise errors.image_too_large(str(e)) from None
 
 
-def _process(data: bytes, plan: Plan, settings: ImagingSettings) -> Rendered:
-    img = decode.open_image(data, settings.input_formats)
-    if plan.is_noop:  # identified, never decoded
-        fmt = decode.served_format(img.format)
-        return Rendered(data, encode.content_type(fmt), fmt, *img.size)
+def process_many(data: bytes, plans: list[Plan], settings: ImagingSettings) -> list[Rendered]:
+    """Several plans from one source, decoded once (at the largest size any of them needs)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return _process_many(data, plans, settings)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise errors.image_too_large(str(e)) from None
 
-    # Every frame counts against the cap, though only the first is ever decoded.
-    decode.check_pixels("Source image", img.size, settings.max_source_pixels, decode.frame_count(img))
-    header = decode.read_header(img)
+
+def _process(data: bytes, plan: Plan, settings: ImagingSettings) -> Rendered:
+    return _process_many(data, [plan], settings)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Steps:
+    """What one plan does to the source, worked out from the header alone."""
+    ops: list
+    sizes: list[Size]
+    header: decode.SourceHeader
+    oriented: bool  # auto_orient turned it upright first
+
+
+def _steps(img: Image.Image, plan: Plan, header: decode.SourceHeader, settings: ImagingSettings) -> _Steps:
     ops: list[Operation | Orient] = list(plan.operations)
     tag = decode.orientation_tag(img) if plan.auto_orient else 0
     oriented = tag in ORIENTATIONS
@@ -59,12 +75,40 @@ def _process(data: bytes, plan: Plan, settings: ImagingSettings) -> Rendered:
         ops.insert(0, Orient(tag))
         header = dataclasses.replace(header, orientation=0)
     ops = resolve_auto_rotation(ops, header)
-    sizes = operation_sizes(ops, header.size, settings.max_output_pixels)
-    img = decode.load(img, draft_size(ops, header.size))
+    return _Steps(ops, operation_sizes(ops, header.size, settings.max_output_pixels), header, oriented)
 
+
+def _process_many(data: bytes, plans: list[Plan], settings: ImagingSettings) -> list[Rendered]:
+    img = decode.open_image(data, settings.input_formats)
+    if all(plan.is_noop for plan in plans):  # identified, never decoded
+        fmt = decode.served_format(img.format)
+        return [Rendered(data, encode.content_type(fmt), fmt, *img.size) for _ in plans]
+
+    # Every frame counts against the cap, though only the first is ever decoded.
+    decode.check_pixels("Source image", img.size, settings.max_source_pixels, decode.frame_count(img))
+    header = decode.read_header(img)
+    source_format = decode.served_format(img.format)
+    steps = [None if plan.is_noop else _steps(img, plan, header, settings) for plan in plans]
+    drafts = [draft_size(s.ops, header.size) for s in steps if s is not None]
+    # One decode serves every plan: at the largest size any of them needs.
+    draft = None if None in drafts else (max(d[0] for d in drafts), max(d[1] for d in drafts))
+    img = decode.load(img, draft)
+    info = dict(img.info)
+    rendered = []
+    for plan, step in zip(plans, steps):
+        if step is None:
+            rendered.append(Rendered(data, encode.content_type(source_format), source_format, *header.size))
+            continue
+        img.info = dict(info)  # the encoder rewrites an unchanged image's info
+        rendered.append(_render(img, plan, step, settings))
+    return rendered
+
+
+def _render(img: Image.Image, plan: Plan, step: _Steps, settings: ImagingSettings) -> Rendered:
+    header = step.header
     drafted = img.size != header.size
     painted = False  # a fill put the image on its background (Pilbox then skips compositing)
-    for op, size in zip(ops, sizes):
+    for op, size in zip(step.ops, step.sizes):
         painted = painted or paints_background(op, size)
         # Until the first resize, a drafted image is smaller than its logical size.
         img = KINDS[type(op)].apply(img, op, size if drafted else None)
@@ -72,7 +116,7 @@ def _process(data: bytes, plan: Plan, settings: ImagingSettings) -> Rendered:
 
     if header.exif and plan.save.preserve_exif:
         exif: bytes | None = header.exif
-        if oriented or (header.orientation and any(
+        if step.oriented or (header.orientation and any(
                 isinstance(op, Rotate) and op.degrees is None for op in plan.operations)):
             # The pixels are upright now; kept EXIF must not ask viewers to turn them again.
             exif = decode.reset_orientation(exif)
@@ -81,6 +125,24 @@ def _process(data: bytes, plan: Plan, settings: ImagingSettings) -> Rendered:
         header = dataclasses.replace(header, exif=exif)
     body, fmt = encode.encode(img, plan.save, header, settings, painted)
     return Rendered(body, encode.content_type(fmt), fmt, img.size[0], img.size[1])
+
+
+def predict(data: bytes, plans: list[Plan], settings: ImagingSettings) -> list[tuple[int, int, str]]:
+    """Each plan's output size and format, from the header alone (nothing decoded)."""
+    img = decode.open_image(data, settings.input_formats)
+    decode.check_pixels("Source image", img.size, settings.max_source_pixels, decode.frame_count(img))
+    header = decode.read_header(img)
+    found = []
+    for plan in plans:
+        size = img.size if plan.is_noop else _output(_steps(img, plan, header, settings), header.size)
+        fmt = (decode.served_format(img.format) if plan.is_noop
+               else encode.output_format(plan.save, header.format, img.has_transparency_data))
+        found.append((size[0], size[1], fmt))
+    return found
+
+
+def _output(step: _Steps, size: Size) -> Size:
+    return KINDS[type(step.ops[-1])].output_size(step.ops[-1], step.sizes[-1]) if step.ops else size
 
 
 def resolve_auto_rotation(ops: list[Operation | Orient], header: decode.SourceHeader) -> list[Operation | Orient]:
