@@ -55,6 +55,27 @@ class ImgproxyCached(Imgproxy):
         self.name = "imgproxy+cache"
 
 
+class ImgproxyPaths(Imgproxy):
+    """imgproxy asked by path URL (`/300x300!/vK/name.jpg?q=85`: the same centred 300x300 crop
+    at q=85 as the query API's QUERY), with `origin` as its one origin and a cache of originals
+    big enough for the whole workload, warmed by one request per URL before the load. The
+    result cache stays off: every request is rendered, only the fetch is saved."""
+
+    warm_all = True
+    SOURCE_CACHE_BYTES = 400_000_000  # the 13 photos under 8 URLs each are about 146 MB
+
+    def __init__(self, port: int, origin: str, repo: Path = common.REPO, workers: int = 2):
+        super().__init__(port, repo, workers)
+        self.origin = origin.rstrip("/") + "/"
+        self.command += [f"--origins={self.origin}", f"--source_cache_bytes={self.SOURCE_CACHE_BYTES}"]
+        self.name = "imgproxy+paths"
+
+    def path(self, source_url: str) -> str:
+        assert source_url.startswith(self.origin), (source_url, self.origin)
+        w, h = common.SIZE
+        return f"/{w}x{h}!/{source_url.removeprefix(self.origin)}?q={common.QUALITY}"
+
+
 # No storage of sources or results (every request fetches and renders, as ours does),
 # baseline JPEG at our quality, PIL engine and HTTP loader as by default.
 THUMBOR_CONF = f"""\

@@ -6,9 +6,12 @@ with `Connection: close`, each request the next photo at w=300&h=300&mode=crop&q
 req/s, p50/p90/p99 latency, errors (non-200 + socket), server CPU ms per request (utime+stime
 of the server's whole process tree) and its ratio to the single-core floor, and the peak RSS and
 PSS of the tree (sampled every 200 ms). With --peer thumbor, thumbor (2 processes) does the same
-work in the same run, after ours, and our req/s is given as a ratio to its.
+work in the same run, after ours, and our req/s is given as a ratio to its. With --paths,
+imgproxy asked by path URL with a warm cache of originals (result cache off) runs in the same
+rounds, compared with the query API's cold fetches (req/s, CPU per request, and the fetch stage
+from each server's /metrics).
 
-    cd /work/main && /tmp/venv/bin/python bench/throughput.py [--peer thumbor]
+    cd /work/main && /tmp/venv/bin/python bench/throughput.py [--peer thumbor] [--paths]
         [--connections 8] [--duration 20] [--dir DIR] [--floor-ms MS] [--client auto|wrk|asyncio]
 """
 
@@ -19,6 +22,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +47,7 @@ class Run:
     cpu: dict[int, common.Cpu]  # what each process of the tree used during the load
     memory: common.MemoryPeak
     machine: "Machine"
+    stages: "Stages | None" = None  # from the server's /metrics, over the load (imgproxy only)
 
     @property
     def cpu_seconds(self) -> float:
@@ -55,6 +60,54 @@ class Run:
     @property
     def cpu_ms_per_request(self) -> float:
         return 1000.0 * self.cpu_seconds / self.load.requests if self.load.requests else float("nan")
+
+
+@dataclass
+class Stages:
+    """What the server's /metrics counted during the load: the fetch stage (a hit in the cache
+    of originals counts too, and costs next to nothing) and the cache of originals' results."""
+    fetch_seconds: float
+    fetches: int
+    source_cache: dict[str, int]  # hit / miss / ... -> requests
+
+    @property
+    def fetch_ms(self) -> float:
+        return 1000.0 * self.fetch_seconds / self.fetches if self.fetches else float("nan")
+
+
+METRIC_LINE = re.compile(r'^(\w+)(?:\{(.*)\})? (\S+)$')
+
+
+def scrape(port: int) -> dict[tuple[str, str], float] | None:
+    """The server's /metrics as {(name, labels): value}; None when it has none (thumbor)."""
+    try:
+        status, _, body = asyncio.run(loadgen.get(port, "/metrics"))
+    except (OSError, asyncio.TimeoutError):
+        return None
+    if status != 200:
+        return None
+    found = {}
+    for line in body.decode("utf-8", "replace").splitlines():
+        m = METRIC_LINE.match(line)
+        if m:
+            found[m.group(1), m.group(2) or ""] = float(m.group(3))
+    return found
+
+
+def stages_between(before: dict | None, after: dict | None) -> Stages | None:
+    if before is None or after is None:
+        return None
+
+    def delta(name: str, labels: str) -> float:
+        return after.get((name, labels), 0.0) - before.get((name, labels), 0.0)
+
+    cache = {}
+    for name, labels in after:
+        m = re.fullmatch(r'result="(\w+)"', labels)
+        if name == "imgproxy_source_cache_requests_total" and m:
+            cache[m.group(1)] = int(delta(name, labels))
+    return Stages(delta("imgproxy_request_seconds_sum", 'stage="fetch"'),
+                  int(delta("imgproxy_request_seconds_count", 'stage="fetch"')), cache)
 
 
 @dataclass
@@ -165,6 +218,7 @@ def run_server(server: servers.Server, source_urls: list[str], args, log: Path,
         for mode in args.modes:
             time.sleep(SETTLE_SECONDS)
             wait_quiet(args.wait_quiet)
+            metrics_before = scrape(server.port)
             meter.start()
             before = common.tree_cpu(proc.pid)
             with common.MemorySampler(proc.pid) as sampler:
@@ -173,8 +227,9 @@ def run_server(server: servers.Server, source_urls: list[str], args, log: Path,
             after = common.tree_cpu(proc.pid)
             # A process gone by the end has its CPU in its parent's cutime now.
             cpu = {pid: t - before.get(pid, common.Cpu()) for pid, t in after.items()}
-            run = Run(server.name, mode, round_, load, cpu, sampler.peak,
-                      meter.stop(sum(c.total for c in cpu.values())))
+            machine = meter.stop(sum(c.total for c in cpu.values()))
+            stages = stages_between(metrics_before, scrape(server.port))
+            run = Run(server.name, mode, round_, load, cpu, sampler.peak, machine, stages)
             runs.append(run)
             print_run(run)
             if proc.poll() is not None:
@@ -195,6 +250,11 @@ def print_run(run: Run) -> None:
           f"{run.system_seconds:.1f}s of it in the kernel)  "
           f"peak RSS {common.mb(mem.rss_kib):.0f} MB  peak PSS {common.mb(mem.pss_kib):.0f} MB "
           f"(sum over {mem.processes} processes, max of {mem.samples} samples)")
+    if run.stages is not None:
+        st = run.stages
+        cache = ", ".join(f"{k} {v}" for k, v in sorted(st.source_cache.items())) or "none"
+        print(f"  {'':<10} fetch stage: {fmt(st.fetch_ms, '.2f')} ms per request "
+              f"({st.fetch_seconds:.2f}s over {st.fetches}); cache of originals: {cache}")
     m = run.machine
     print(f"  {'':<10} machine: {m.busy:.2f} of {os.cpu_count()} cores busy = server {m.server:.2f} "
           f"+ load generator/origin/this script {m.harness:.2f} + other processes {m.others:.2f}"
@@ -238,6 +298,10 @@ def mean(values) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def fetch_ms(run: Run) -> float:
+    return run.stages.fetch_ms if run.stages else float("nan")
+
+
 def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
     print(f"\nsummary: {args.connections} connections, {args.duration:g}s per mode, "
           f"300x300 crop q85; floor {fmt(floor_ms or float('nan'))} CPU ms/image; "
@@ -260,6 +324,15 @@ def print_summary(runs: list[Run], floor_ms: float | None, args) -> None:
             print(f"imgproxy / {peer}, {mode} (mean of {len(ours)} and {len(theirs)} runs): "
                   f"req/s {rps:.2f}x; CPU per request {cpu:.2f}x "
                   f"(so {1 / cpu:.2f}x the requests per CPU second)")
+    for mode in args.modes:
+        cold, warm = chosen.get(("imgproxy", mode)), chosen.get(("imgproxy+paths", mode))
+        if cold and warm:
+            rps = mean(r.load.rps for r in warm) / mean(r.load.rps for r in cold)
+            cpu = mean(r.cpu_ms_per_request for r in warm) / mean(r.cpu_ms_per_request for r in cold)
+            print(f"path URLs, warm originals / query API, cold, {mode} (mean of {len(warm)} and "
+                  f"{len(cold)} runs): req/s {rps:.2f}x; CPU per request {cpu:.2f}x; fetch stage "
+                  f"{fmt(mean(fetch_ms(r) for r in warm), '.2f')} vs "
+                  f"{fmt(mean(fetch_ms(r) for r in cold), '.2f')} ms per request")
     for mode in args.modes:
         cold, warm = chosen.get(("imgproxy", mode)), chosen.get(("imgproxy+cache", mode))
         if cold and warm:
@@ -292,6 +365,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "commit) in the same rounds, as peer 'imgproxy@base'")
     parser.add_argument("--no-cached", dest="cached", action="store_false",
                         help="skip the run of imgproxy with a warm result cache (every request a hit)")
+    parser.add_argument("--paths", action="store_true",
+                        help="also run imgproxy asked by path URL (/300x300!/vK/name.jpg?q=85) with "
+                             "the origin as its one origin and a warm cache of originals (no result "
+                             "cache), and compare it with the query API's cold fetches")
     parser.add_argument("--variants", type=int, default=8,
                         help="URLs per photo, taken in turn (8): no request is in flight twice")
     parser.add_argument("--rounds", type=int, default=1,
@@ -347,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
             {"thumbor": servers.Thumbor}[name] for name in args.peer]
         if args.baseline:
             chosen.append(lambda port, _repo: servers.Imgproxy(port, args.baseline, name="imgproxy@base"))
+        if args.paths and not args.no_imgproxy:
+            base = f"http://127.0.0.1:{origin_port}/"
+            chosen.append(lambda port, repo: servers.ImgproxyPaths(port, base, repo))
         if args.cached and not args.no_imgproxy:
             chosen.append(servers.ImgproxyCached)
         for round_ in range(1, args.rounds + 1):

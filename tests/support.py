@@ -7,6 +7,8 @@ import http.client
 import io
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import struct
@@ -464,3 +466,107 @@ def serve_in_one_write(origin: Origin, path: str, body: bytes, content_type: str
 
     origin.routes[path] = handler
     return origin.url(path)
+
+
+# --- NGINX in front: the README's config, run for real -------------------------------------
+
+README = (ROOT / "README.rst").read_text()
+
+
+def readme_block(marker: str) -> str:
+    """The README's literal block whose first line is `marker`, dedented."""
+    lines = README.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == marker]
+    assert len(starts) == 1, f"README.rst needs exactly one {marker!r} line"
+    start = starts[0]
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    before = [line for line in lines[:start] if line.strip()]
+    assert indent > 0 and before[-1].rstrip().endswith("::"), f"{marker!r} is not in a literal block"
+    block = []
+    for line in lines[start:]:
+        if line.strip() and len(line) - len(line.lstrip()) < indent:
+            break
+        block.append(line[indent:])
+    return "\n".join(block).rstrip() + "\n"
+
+
+def replace_once(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, f"expected {old!r} once in the README's NGINX config"
+    return text.replace(old, new)
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    assert found, "nginx is not installed (.ci/run installs Debian's nginx-light)"
+    return found
+
+
+@dataclass
+class Nginx:
+    """NGINX in the foreground on a loopback port, in front of `proxies`; stopped by its PID."""
+    process: subprocess.Popen
+    port: int
+    tmp: Path
+    proxies: tuple["Proxy", ...] = ()
+
+    @property
+    def proxy(self) -> "Proxy":
+        (only,) = self.proxies
+        return only
+
+    def get(self, query: str = "", path: str = "/", accept: str | None = None,
+            headers: dict[str, str] | None = None) -> Response:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            h = dict(headers or {})
+            if accept is not None:
+                h["Accept"] = accept
+            conn.request("GET", f"{path}?{query}" if query else path, headers=h)
+            r = conn.getresponse()
+            return Response(r.status, r.headers, r.read())
+        finally:
+            conn.close()
+
+    def error_log(self) -> str:
+        log = self.tmp / "error.log"
+        return log.read_text(errors="replace")[-3000:] if log.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)  # graceful: the master waits for its workers
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_nginx(tmp: Path, http_body: str, port: int, proxies: Sequence[Proxy] = ()) -> Nginx:
+    """NGINX with `http_body` (which must listen on 127.0.0.1:`port`) inside its `http` block;
+    everything it writes stays under `tmp`. Returns once it listens."""
+    # As root the workers would drop to "nobody", who cannot enter pytest's
+    # private temporary directories: keep them as the current user.
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
+    temps = "".join(f"    {kind}_temp_path {tmp / kind};\n"
+                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (tmp / "nginx.conf").write_text(
+        f"{user}daemon off;\nworker_processes 1;\npid {tmp / 'nginx.pid'};\n"
+        f"error_log {tmp / 'error.log'} notice;\n"
+        "events { worker_connections 256; }\n"
+        f"http {{\n    access_log {tmp / 'access.log'};\n{temps}\n{http_body}}}\n")
+    process = subprocess.Popen(
+        [nginx_binary(), "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "error.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nginx = Nginx(process, port, tmp, tuple(proxies))
+    deadline = time.monotonic() + 15
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"nginx exited with {process.returncode}: {nginx.error_log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return nginx
+        except OSError:
+            if time.monotonic() > deadline:
+                nginx.stop()
+                raise RuntimeError(f"nginx did not listen in time: {nginx.error_log()}") from None
+            time.sleep(0.05)

@@ -8,24 +8,27 @@ installs Debian's nginx-light, and a missing binary fails the test.
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import pwd
 import re
-import shutil
-import signal
-import socket
-import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from support import ROOT, Response, decode, encode, free_port, quadrants, wait_for
+from support import (
+    Nginx,
+    Response,
+    decode,
+    encode,
+    free_port,
+    nginx_binary,
+    quadrants,
+    readme_block,
+    replace_once,
+    start_nginx,
+    wait_for,
+)
 
-README = (ROOT / "README.rst").read_text()
 JPEG = encode(quadrants((240, 160)), "JPEG")
 
 # Accept headers and the class NGINX's maps must put them in. The browser ones
@@ -55,119 +58,30 @@ CONTENT_TYPES = {"avif": "image/avif", "webp": "image/webp", "other": "image/jpe
 PILLOW_FORMATS = {"avif": "AVIF", "webp": "WEBP", "other": "JPEG"}
 
 
-# --- the config, from the README -----------------------------------------------------
+# --- the config, from the README, and NGINX in front of imgproxy ------------------------
 
-def literal_block(marker: str) -> str:
-    """The reStructuredText literal block whose first line is `marker`, dedented."""
-    lines = README.splitlines()
-    starts = [i for i, line in enumerate(lines) if line.strip() == marker]
-    assert len(starts) == 1, f"README.rst needs exactly one {marker!r} line"
-    start = starts[0]
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    before = [line for line in lines[:start] if line.strip()]
-    assert indent > 0 and before[-1].rstrip().endswith("::"), f"{marker!r} is not in a literal block"
-    block = []
-    for line in lines[start:]:
-        if line.strip() and len(line) - len(line.lstrip()) < indent:
-            break
-        block.append(line[indent:])
-    return "\n".join(block).rstrip() + "\n"
-
-
-def replace_once(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, f"expected {old!r} once in the README's NGINX config"
-    return text.replace(old, new)
-
-
-def nginx_conf(tmp: Path, port: int, upstream_port: int) -> str:
-    http_block = replace_once(literal_block("# imgproxy: http block"),
+def nginx_http(tmp: Path, port: int, upstream_port: int) -> str:
+    http_block = replace_once(readme_block("# imgproxy: http block"),
                               "/var/cache/nginx/images", str(tmp / "cache"))
-    server_block = literal_block("# imgproxy: server block")
+    server_block = readme_block("# imgproxy: server block")
     server_block = replace_once(server_block, "server 127.0.0.1:8888;", f"server 127.0.0.1:{upstream_port};")
     server_block = replace_once(server_block, "listen 80;", f"listen 127.0.0.1:{port};")
-    # As root the workers would drop to "nobody", who cannot enter pytest's
-    # private temporary directories: keep them as the current user.
-    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
-    temps = "".join(f"    {kind}_temp_path {tmp / kind};\n"
-                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return (
-        f"{user}daemon off;\nworker_processes 1;\npid {tmp / 'nginx.pid'};\n"
-        f"error_log {tmp / 'error.log'} notice;\n"
-        "events { worker_connections 256; }\n"
-        f"http {{\n    access_log {tmp / 'access.log'};\n{temps}\n"
-        f"{http_block}\n{server_block}}}\n"
-    )
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    assert found, "nginx is not installed (.ci/run installs Debian's nginx-light)"
-    return found
-
-
-# --- NGINX in front of imgproxy --------------------------------------------------------
-
-@dataclass
-class Front:
-    nginx: subprocess.Popen
-    port: int
-    tmp: Path
-    proxy: object  # support.Proxy behind it
-
-    def get(self, query: str = "", path: str = "/", accept: str | None = None,
-            headers: dict[str, str] | None = None) -> Response:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            h = dict(headers or {})
-            if accept is not None:
-                h["Accept"] = accept
-            conn.request("GET", f"{path}?{query}" if query else path, headers=h)
-            r = conn.getresponse()
-            return Response(r.status, r.headers, r.read())
-        finally:
-            conn.close()
-
-    def error_log(self) -> str:
-        log = self.tmp / "error.log"
-        return log.read_text(errors="replace")[-3000:] if log.exists() else ""
-
-    def stop(self) -> None:
-        if self.nginx.poll() is None:
-            self.nginx.send_signal(signal.SIGQUIT)  # graceful: the master waits for its workers
-            try:
-                self.nginx.wait(10)
-            except subprocess.TimeoutExpired:
-                self.nginx.kill()
-                self.nginx.wait(5)
+    return f"{http_block}\n{server_block}"
 
 
 @pytest.fixture(scope="module")
 def start_front(start_proxy, tmp_path_factory):
     """Start imgproxy with `flags` and the README's NGINX in front of it."""
-    binary = nginx_binary()
-    fronts: list[Front] = []
+    nginx_binary()  # no NGINX is a failure, not a skip
+    fronts: list[Nginx] = []
 
-    def start(*flags: str) -> Front:
+    def start(*flags: str) -> Nginx:
         proxy = start_proxy(*flags)
         tmp = tmp_path_factory.mktemp("nginx")
         port = free_port()
-        (tmp / "nginx.conf").write_text(nginx_conf(tmp, port, proxy.port))
-        process = subprocess.Popen(
-            [binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "error.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        front = Front(process, port, tmp, proxy)
+        front = start_nginx(tmp, nginx_http(tmp, port, proxy.port), port, [proxy])
         fronts.append(front)
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {process.returncode}: {front.error_log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    return front
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"nginx did not listen in time: {front.error_log()}") from None
-                time.sleep(0.05)
+        return front
 
     yield start
     for front in fronts:
