@@ -44,7 +44,8 @@ class Metrics:
         self.requests = Counter("imgproxy_requests", "Image requests answered", ["status", "op"], registry=r)
         self.seconds = Histogram("imgproxy_request_seconds", "Time per stage of an image request",
                                  ["stage"], buckets=_BUCKETS, registry=r)
-        self.fetched_bytes = Counter("imgproxy_fetched_bytes", "Source bytes fetched from origins", registry=r)
+        self.fetched_bytes = Counter("imgproxy_fetched_bytes",
+                                     "Source bytes loaded (from origins, or the cache of originals)", registry=r)
         self.sent_bytes = Counter("imgproxy_sent_bytes", "Body bytes sent to clients", registry=r)
         self.cache = Counter("imgproxy_cache_requests", "Result cache look-ups", ["result"], registry=r)
         self.source_cache = Counter("imgproxy_source_cache_requests", "Cache of originals: look-ups",
