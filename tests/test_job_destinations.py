@@ -407,3 +407,12 @@ def test_file_outside_the_root_or_traversal_is_refused(root, tmp_path):
 def test_delivery_error_pickles():
     e = pickle.loads(pickle.dumps(DeliveryError("Destination x answered HTTP 503", True)))
     assert isinstance(e, DeliveryError) and e.transient and (e.status, e.code) == (502, 302)
+
+
+def test_ftps_insists_on_tls(ftpd):
+    # pyftpdlib without pyOpenSSL speaks no TLS: AUTH TLS is refused before any password is sent
+    ftpd.commands.clear()
+    e = failure(f"ftps://{USER}@127.0.0.1:{ftpd.port}/tls.jpg",
+                settings=settings(f"ftps://127.0.0.1:{ftpd.port}/", job_credentials=(("127.0.0.1", PASSWORD),)))
+    assert isinstance(e, DeliveryError) and not e.transient and "AUTH" in e.reason
+    assert not (ftpd.home / "tls.jpg").exists() and ftpd.commands == []
