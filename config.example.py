@@ -93,3 +93,11 @@
 # source_cache_dir = None      # a directory for them on disk; None = none
 # source_cache_dir_bytes = 1073741824  # its size, least recently used out first
 # source_cache_ttl = 300       # seconds before an original is revalidated
+
+# --- jobs (POST /jobs: fetch, render, upload) -----------------------------
+# job_allowed_destinations = []  # URL prefixes jobs may upload to, e.g.
+#                              #   ["https://uploads.example.com/images/", "ftp://ftp.example.com/in/"];
+#                              #   empty = none. These hosts are trusted even on internal addresses.
+# job_credentials = {}         # FTP passwords by "host" or "host:port", e.g. {"ftp.example.com": "s3cret"};
+#                              #   the user name comes from the URL (ftp://bob@ftp.example.com/...)
+# job_file_root = None         # file:// sources and destinations must be below this directory

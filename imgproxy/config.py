@@ -175,8 +175,77 @@ def _redis_url(value: Any) -> str | None:
     return text
 
 
-def _option(default: Any, convert: Callable[[Any], Any], help: str) -> Any:
-    return field(default=default, metadata={"convert": convert, "help": help})
+JOB_SCHEMES = ("http", "https", "ftp", "ftps", "file")
+
+
+def _destination_prefixes(value: Any) -> tuple[str, ...]:
+    """URL prefixes a job may upload to: a scheme and host (none for file:), no password,
+    query or fragment. Compared by jobs/destinations.py at path-segment boundaries."""
+    from urllib.parse import urlsplit
+
+    prefixes = _list(value)
+    for prefix in prefixes:
+        try:
+            parts = urlsplit(prefix)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError(f"malformed URL prefix {prefix!r}") from None
+        scheme = parts.scheme.lower()
+        if scheme not in JOB_SCHEMES or "://" not in prefix:
+            raise ValueError(f"{prefix!r} must start with one of {', '.join(s + '://' for s in JOB_SCHEMES)}")
+        if parts.password is not None:
+            raise ValueError("a destination prefix must not hold a password; put it in job_credentials")
+        if parts.query or parts.fragment or re.search(r"[\x00-\x20\x7f\\]", prefix):
+            raise ValueError(f"{prefix!r} must not have a query, fragment, whitespace or backslashes")
+        if scheme == "file":
+            if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+                raise ValueError(f"{prefix!r}: a file prefix is file:///absolute/path")
+        elif not parts.hostname:
+            raise ValueError(f"{prefix!r} has no host")
+    return prefixes
+
+
+_CREDENTIAL_KEY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._:-]+)(:[0-9]{1,5})?\Z")
+
+
+def _credentials(value: Any) -> tuple[tuple[str, str], ...]:
+    """{"host" or "host:port": "password"} in a config file; host=password,host=password as a
+    flag. Error messages name hosts only, never a password."""
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        pairs = []
+        for item in str(value).split(","):
+            if item.strip():
+                key, sep, password = item.partition("=")
+                if not sep:
+                    raise ValueError("expected host=password,host=password")
+                pairs.append((key, password))
+    credentials = []
+    for key, password in pairs:
+        key = str(key).strip().lower()
+        if not _CREDENTIAL_KEY.match(key):
+            raise ValueError(f"bad host {key[:80]!r}: host or host:port")
+        if not isinstance(password, str) or not password:
+            raise ValueError(f"the password for {key!r} must be a non-empty string")
+        credentials.append((key, password))
+    return tuple(credentials)
+
+
+def _directory(value: Any) -> str | None:
+    text = _str(value)
+    if text is None:
+        return None
+    if not os.path.isabs(text):
+        raise ValueError(f"{text!r} is not an absolute path")
+    if not os.path.isdir(text):
+        raise ValueError(f"{text!r} is not an existing directory")
+    return os.path.normpath(text)
+
+
+def _option(default: Any, convert: Callable[[Any], Any], help: str, secret: bool = False) -> Any:
+    """`secret`: never shown (repr, --help): only whether it is set."""
+    return field(default=default, repr=not secret, metadata={"convert": convert, "help": help, "secret": secret})
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +326,14 @@ class Settings:
     source_cache_dir: str | None = _option(None, _str, "directory of the on-disk cache of originals; unset = none")
     source_cache_dir_bytes: int = _option(1 << 30, _positive(_integer), "size of that directory in bytes")
     source_cache_ttl: int = _option(300, _non_negative, "seconds an original is used before it is revalidated")
+    # jobs
+    job_allowed_destinations: tuple[str, ...] = _option((), _destination_prefixes,
+                                                        "URL prefixes jobs may upload to; unset = none")
+    job_credentials: tuple[tuple[str, str], ...] = _option((), _credentials,
+                                                           "passwords of FTP hosts: host=password,host:port=password",
+                                                           secret=True)
+    job_file_root: str | None = _option(None, _directory,
+                                        "directory file:// job sources and destinations must be under; unset = off")
 
     @property
     def worker_count(self) -> int:
@@ -344,7 +421,8 @@ def load(argv: Sequence[str] = (), **overrides: Any) -> Settings:
 def usage() -> str:
     lines = ["usage: imgproxy [--name=value ...]", "options:"]
     for f in dataclasses.fields(Settings):
-        lines.append(f"  --{f.name:<24} {f.metadata['help']} (default: {_shown(f.default)})")
+        default = ("set" if f.default else "unset") if f.metadata["secret"] else _shown(f.default)
+        lines.append(f"  --{f.name:<24} {f.metadata['help']} (default: {default})")
     return "\n".join(lines)
 
 

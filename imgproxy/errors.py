@@ -33,9 +33,11 @@ class Code(IntEnum):
     IMAGE_TOO_LARGE = 203
     IMAGE_BROKEN = 204
     FETCH = 301
+    DESTINATION = 302
     BUSY = 501
     WORKER_FAILED = 502
     DEADLINE = 504
+    JOB = 601
 
 
 class ProxyError(Exception):
@@ -83,6 +85,13 @@ def origin_failed(reason: str) -> ProxyError:
 
 def origin_timeout(reason: str) -> ProxyError:
     return ProxyError(504, Code.FETCH, reason)
+
+
+# --- a job's destinations ----------------------------------------------------------------
+
+def destination_failed(reason: str) -> ProxyError:
+    """An upload to a job's destination failed (jobs/destinations.py says if it is worth retrying)."""
+    return ProxyError(502, Code.DESTINATION, reason)
 
 
 # --- the image ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from .errors import Code, bad_request
 
 MAX_URL_LENGTH = 2048
 _BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ftps": 21}
 
 
 def _check_host(host: str) -> None:

@@ -84,3 +84,38 @@ def test_bad_option_stops_the_server_with_one_line():
 
 def test_help_lists_options():
     assert "--max_resize_width" in usage()
+
+
+def test_job_options(tmp_path):
+    cfg = tmp_path / "conf.py"
+    cfg.write_text("job_credentials = {'FTP.example.com': 'pw-one', 'ftp.example.com:2121': 'pw=two'}\n"
+                   f"job_file_root = {str(tmp_path)!r}\n"
+                   "job_allowed_destinations = ['ftp://bob@ftp.example.com/in/', 'file:///srv/out/']\n")
+    s = load([f"--config={cfg}"])
+    assert s.job_credentials == (("ftp.example.com", "pw-one"), ("ftp.example.com:2121", "pw=two"))
+    assert s.job_file_root == str(tmp_path)
+    assert s.job_allowed_destinations == ("ftp://bob@ftp.example.com/in/", "file:///srv/out/")
+    assert load(["--job_credentials=a.example=x=y, b.example:21=z"]).job_credentials == (
+        ("a.example", "x=y"), ("b.example:21", "z"))
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--job_allowed_destinations=gopher://x/"], "job_allowed_destinations"),
+    (["--job_allowed_destinations=ftp://u:hunter2@x/"], "job_allowed_destinations"),
+    (["--job_allowed_destinations=http://x/?q=1"], "job_allowed_destinations"),
+    (["--job_allowed_destinations=file://host/x"], "job_allowed_destinations"),
+    (["--job_credentials=hunter2"], "job_credentials"),
+    (["--job_credentials=bad host=hunter2"], "job_credentials"),
+    (["--job_file_root=relative/dir"], "job_file_root"),
+    (["--job_file_root=/nonexistent/dir"], "job_file_root"),
+])
+def test_bad_job_options_never_echo_a_password(argv, named):
+    with pytest.raises(ConfigError) as e:
+        load(argv)
+    assert named in str(e.value) and "hunter2" not in str(e.value)
+
+
+def test_passwords_are_never_shown():
+    s = load(["--job_credentials=ftp.example.com=hunter2"])
+    assert "hunter2" not in repr(s) and "hunter2" not in usage()
+    assert "job_credentials" in usage() and "(default: unset)" in usage().split("--job_credentials")[1].split("\n")[0]
