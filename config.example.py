@@ -88,6 +88,16 @@
 # sizes = []                   # e.g. ["64x64", "64x64!", "220x220"]; empty = any size
 # presets_only = False         # unsigned requests: only presets, listed sizes and fmt
 
+# --- the job API (POST /jobs) ---------------------------------------------
+# jobs = False                 # serve the job API; needs job_key
+# job_key = None               # HMAC-SHA256 key that signs job requests (X-Signature)
+# job_db = "imgproxy-state/jobs.sqlite3"  # SQLite file of the job queue (one node)
+# job_queue_url = None         # "redis://host:6379/0": one queue for several nodes
+# job_max_attempts = 5         # attempts of a job before it fails
+# job_concurrency = 0          # worker slots jobs may take at once; 0 = half the workers
+# job_lease_seconds = 60.0     # seconds a job is held before another runner may retry it
+# job_retry_seconds = 1.0      # first retry delay; it doubles, with jitter
+
 # --- cache of originals ---------------------------------------------------
 # source_cache_bytes = 0       # memory for fetched originals; 0 = none
 # source_cache_dir = None      # a directory for them on disk; None = none

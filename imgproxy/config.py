@@ -321,6 +321,16 @@ class Settings:
     presets: tuple[tuple[str, str], ...] = _option((), _presets, "named parameter sets (name:w=220&h=220;...)")
     sizes: tuple[str, ...] = _option((), _sizes, "WxH / WxH! sizes path URLs may use; unset = any")
     presets_only: bool = _option(False, _bool, "unsigned requests may use only presets, listed sizes and fmt")
+    # the job API (POST /jobs)
+    jobs: bool = _option(False, _bool, "serve the job API (needs job_key)")
+    job_key: str | None = _option(None, _str, "HMAC-SHA256 key that signs job requests (X-Signature)",
+                                  secret=True)
+    job_db: str = _option("imgproxy-state/jobs.sqlite3", _str, "SQLite file of the job queue (one node)")
+    job_queue_url: str | None = _option(None, _redis_url, "redis://... of a job queue shared by several nodes")
+    job_max_attempts: int = _option(5, _positive(_integer), "attempts of a job before it fails")
+    job_concurrency: int = _option(0, _non_negative, "worker slots jobs may take at once; 0 = half the workers")
+    job_lease_seconds: float = _option(60.0, _positive(_float), "seconds a job is held before another may retry it")
+    job_retry_seconds: float = _option(1.0, _positive(_float), "first retry delay; it doubles, with jitter")
     # cache of originals
     source_cache_bytes: int = _option(0, _non_negative, "bytes of fetched originals kept in memory; 0 = none")
     source_cache_dir: str | None = _option(None, _str, "directory of the on-disk cache of originals; unset = none")
@@ -338,6 +348,10 @@ class Settings:
     @property
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+    @property
+    def job_slots(self) -> int:
+        return self.job_concurrency or max(1, self.worker_count // 2)
 
     @property
     def queue_size(self) -> int:
@@ -415,7 +429,10 @@ def load(argv: Sequence[str] = (), **overrides: Any) -> Settings:
         values[name] = _convert(name, value, "command line")
     for name, value in overrides.items():
         values[name] = _convert(name, value, "argument")
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.jobs and not settings.job_key:
+        raise ConfigError("option 'job_key' is required when jobs is on: every job request is signed with it")
+    return settings
 
 
 def usage() -> str:

@@ -34,6 +34,7 @@ class Code(IntEnum):
     IMAGE_BROKEN = 204
     FETCH = 301
     DESTINATION = 302
+    JOB_PARSE = 600
     BUSY = 501
     WORKER_FAILED = 502
     DEADLINE = 504
@@ -42,6 +43,7 @@ class Code(IntEnum):
 
 class ProxyError(Exception):
     """An answer other than an image: status, code and a one-line reason."""
+    msg: str | None = None  # imgserve's "msg" field, for job API answers
 
     def __init__(self, status: int, code: int, reason: str):
         # Keep the reason on one line whatever went into it.
@@ -63,6 +65,28 @@ def bad_request(code: Code, reason: str) -> ProxyError:
 
 def forbidden(code: Code, reason: str) -> ProxyError:
     return ProxyError(403, code, reason)
+
+
+def job_unparsable(reason: str) -> ProxyError:
+    """A job body that is not JSON (imgserve's "request parse error")."""
+    error = ProxyError(400, Code.JOB_PARSE, reason)
+    error.msg = "request parse error"
+    return error
+
+
+def job_invalid(reason: str, code: int = Code.JOB) -> ProxyError:
+    """JSON, but not a valid job (imgserve's "request invalid")."""
+    error = ProxyError(400, code, reason)
+    error.msg = "request invalid"
+    return error
+
+
+def job_too_large(reason: str) -> ProxyError:
+    return ProxyError(413, Code.JOB, reason)
+
+
+def not_found(reason: str) -> ProxyError:
+    return ProxyError(404, 0, reason)
 
 
 def no_route(reason: str) -> ProxyError:

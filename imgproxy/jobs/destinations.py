@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ftplib
 import io
+import json
 import logging
 import os
 import re
@@ -194,7 +195,8 @@ async def _http(url: str, body: bytes, content_type: str, settings: Settings, me
     if not _TOKEN.match(content_type.partition("/")[0]) or not _TOKEN.match(content_type.partition("/")[2]):
         raise _refuse(f"Bad content type {content_type[:80]!r}")
     parts = urlsplit(url)
-    if method == "PUT":
+    http_method = "PUT" if method == "PUT" else "POST"
+    if method in ("PUT", "RAW"):  # RAW: the body itself, POSTed (a callback's JSON)
         target, payload, headers = url, body, {"Content-Type": content_type}
     elif method == "POST":
         if not _FIELD.match(field_name):
@@ -209,7 +211,7 @@ async def _http(url: str, body: bytes, content_type: str, settings: Settings, me
         raise _refuse(f"Unsupported method {method[:10]!r}: POST (a form upload) or PUT")
     guard = AddressGuard(trusted)
     request = HTTPRequest(
-        target, method=method, body=payload, headers=headers,
+        target, method=http_method, body=payload, headers=headers,
         connect_timeout=settings.connect_timeout, request_timeout=settings.timeout,
         follow_redirects=False, decompress_response=False,
         user_agent=settings.user_agent or f"imgproxy/{__version__}",
@@ -342,3 +344,10 @@ def _write_below(root: str, relative: list[str], body: bytes) -> None:
             with suppress(OSError):
                 os.unlink(temp, dir_fd=parent)
             raise
+
+
+async def post_json(url: str, document: dict, *, settings: Settings) -> None:
+    """POST a JSON document (a job's final status, to its callbackURL), by the same rules."""
+    check_destination(url, settings)
+    body = json.dumps(document).encode()
+    await _http(url, body, "application/json", settings, "RAW", "file", _trusted(url, settings))

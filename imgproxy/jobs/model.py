@@ -47,3 +47,19 @@ class JobRecord:
     created: float = 0.0
     started: float | None = None
     finished: float | None = None
+
+
+def status_document(record: JobRecord) -> dict[str, Any]:
+    """What GET /jobs/<id> answers, and what a callbackURL receives when the job ends."""
+    spec = record.spec
+    first = record.results[0] if record.results else None
+    doc: dict[str, Any] = {
+        "id": record.id, "status": record.status, "operationType": spec.operation, "srcURL": spec.source,
+        "dstURL": record.destinations[0] if record.destinations else spec.outputs[0].destination,
+        "attempts": record.attempts, "error": record.error,
+        "result": ({k: first[k] for k in ("width", "height", "bytes", "content_type")} if first else None),
+        "created": record.created, "started": record.started, "finished": record.finished,
+    }
+    if len(spec.outputs) > 1:
+        doc["outputs"] = record.results or [{"dstURL": d} for d in record.destinations]
+    return doc

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import urlsplit
 
 import tornado.web
@@ -15,11 +16,18 @@ from tornado.httpserver import HTTPServer
 from ..config import Settings
 from ..delivery.cache import ResultCache
 from ..delivery.results import Results
+from ..errors import ProxyError
+from ..jobs import destinations
+from ..jobs.model import JobRecord, status_document
+from ..jobs.queue import JobQueue, SqliteQueue
+from ..jobs.runner import JobRunner
 from ..metrics import Metrics
 from ..options.presets import check_presets
 from ..pool import Pool
 from ..render import RenderService
 from ..sources.cache import CachingLoader
+from ..sources.files import FileLoader
+from ..sources.ftp import FtpLoader
 from ..sources.http import HttpLoader
 from ..sources.origins import OriginsLoader
 from ..sources.paths import check_base
@@ -27,6 +35,7 @@ from ..sources.router import SourceRouter
 from ..storage.files import FileStore
 from ..storage.redis import RedisStore
 from . import handlers
+from . import jobs as jobs_routes
 from .replies import log_request
 
 log = logging.getLogger("imgproxy.server")
@@ -46,6 +55,9 @@ class Services:
     metrics: Metrics
     render: RenderService
     results: Results
+    jobs: JobQueue | None = None  # with jobs = True
+    job_runner: JobRunner | None = None
+    check_destination: Callable[[str, Settings], None] | None = None
 
 
 def make_result_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
@@ -76,13 +88,48 @@ def make_loader(settings: Settings, metrics: Metrics) -> CachingLoader:
                                 lambda base, outcome: metrics.origin_fetches.labels(base, outcome).inc())
     store = (FileStore(settings.source_cache_dir, settings.source_cache_dir_bytes)
              if settings.source_cache_dir else None)
-    return CachingLoader(SourceRouter(http, origins), settings.source_cache_bytes, store,
+    ftp = FtpLoader(settings) if settings.jobs else None  # job sources only: the query API takes http(s)
+    files = FileLoader(settings) if settings.jobs and settings.job_file_root else None
+    return CachingLoader(SourceRouter(http, origins, ftp=ftp, files=files), settings.source_cache_bytes, store,
                          settings.source_cache_ttl, lambda result: metrics.source_cache.labels(result).inc())
 
 
 def make_services(settings: Settings, pool: Pool, metrics: Metrics) -> Services:
     render = RenderService(settings, make_loader(settings, metrics), pool, metrics)
-    return Services(pool, metrics, render, Results(render, make_result_cache(settings, metrics)))
+    services = Services(pool, metrics, render, Results(render, make_result_cache(settings, metrics)))
+    if settings.jobs:
+        queue = make_job_queue(settings)
+        services.jobs = queue
+        services.job_runner = JobRunner(settings, queue, render, destinations.deliver, callback_for(settings))
+        services.check_destination = destinations.check_destination
+    return services
+
+
+def callback_for(settings: Settings):
+    """POSTs a finished job's status document to its callbackURL; a failed callback is logged."""
+    async def notify(record: JobRecord) -> None:
+        if not record.spec.callback:
+            return
+        try:
+            await destinations.post_json(record.spec.callback, status_document(record), settings=settings)
+        except ProxyError as e:
+            log.warning("job %s: callback failed: %s", record.id, e)
+    return notify
+
+
+def make_job_queue(settings: Settings) -> JobQueue:
+    if settings.job_queue_url:
+        from ..jobs.queue_redis import RedisQueue  # only with several nodes
+        return RedisQueue(settings.job_queue_url)
+    return SqliteQueue(settings.job_db)
+
+
+def routes(settings: Settings) -> list:
+    """The core's routes, then each enabled feature's; path URLs last (they match the most)."""
+    found = list(handlers.ROUTES)
+    if settings.jobs:
+        found[-1:-1] = jobs_routes.ROUTES
+    return found
 
 
 def check_memory_limit(limit: int, idle_worker_bytes: int) -> None:
@@ -99,7 +146,7 @@ class Application(tornado.web.Application):
         self.services = services
         self.inflight = 0  # handlers still answering; a graceful stop waits for them
         super().__init__(
-            handlers.ROUTES,
+            routes(settings),
             default_handler_class=handlers.NotFoundHandler,
             log_function=log_request,
             debug=False,
@@ -131,6 +178,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     metrics.watch_pool(pool.stats)
     services = make_services(settings, pool, metrics)
     app = Application(settings, services)
+    if services.job_runner is not None:
+        services.job_runner.start()
     server = HTTPServer(app, xheaders=False, idle_connection_timeout=60,
                         body_timeout=30, max_header_size=16 * 1024)
     server.listen(settings.port, settings.address)
@@ -152,6 +201,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     deadline = loop.time() + grace
     while app.inflight and loop.time() < deadline:
         await asyncio.sleep(0.05)
+    if services.job_runner is not None:
+        await services.job_runner.stop(grace=max(0.0, deadline - loop.time()))
+        services.jobs.close()
     await pool.close(grace=max(1.0, deadline - loop.time()))
     await server.close_all_connections()
     services.render.loader.close()

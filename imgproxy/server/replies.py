@@ -63,7 +63,10 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", self.app.imgproxy_settings.error_cache_control)
         if status == 503:
             self.set_header("Retry-After", "1")
-        self.write_json(status, {"status_code": status, "error_code": code, "error": reason})
+        body: dict[str, Any] = {"status_code": status, "error_code": code, "error": reason}
+        if getattr(error, "msg", None):  # the job API answers in imgserve's form too
+            body = {"msg": error.msg, **({"code": code} if error.msg == "request invalid" else {}), **body}
+        self.write_json(status, body)
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, ProxyError):
