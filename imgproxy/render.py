@@ -64,5 +64,8 @@ class RenderService:
         """Each plan's output size and format, from the source's header alone."""
         return await self.pool.run(pipeline.predict, source.body, plans, self.imaging)
 
+    async def placeholder(self, width: int, height: int, fmt: str) -> Rendered:
+        return await self.pool.run(pipeline.placeholder, b"", width, height, fmt, self.imaging)
+
     async def describe(self, source: Source) -> dict:
         return await self.pool.run(info.describe, source.body, self.imaging)

@@ -252,3 +252,19 @@ def test_jobs_need_a_key(tmp_path):
 
 def test_job_routes_are_off_by_default(proxy):
     assert proxy.get(path="/jobs").status == 404
+
+
+def test_placeholder_is_there_before_the_reply_and_replaced(server, origin, receiver):
+    origin.serve("/photos/later.jpg", PHOTO, delay=1.0)
+    job = {"operationType": "resize", "srcURL": origin.url("/photos/later.jpg"),
+           "dstURL": receiver.url("/put/ph-{$width}x{$height}.{$ext}"), "method": "PUT",
+           "args": {"width": 120, "height": 80, "placeholder": True}}
+    code, _, body = post(server, job)
+    assert code == 202
+    data, content_type, _ = receiver.files["ph-120x80.jpg"]  # uploaded before the 202
+    img = decode(data).convert("RGB")
+    assert img.size == (120, 80) and content_type == "image/jpeg"
+    assert all(abs(c - 224) <= 3 for c in img.getpixel((60, 40)))  # plain grey
+    assert wait_done(server, body["id"])["status"] == "done"
+    r, g, b = decode(receiver.files["ph-120x80.jpg"][0]).convert("RGB").getpixel((10, 10))
+    assert r > 200 and g < 60 and b < 60  # the real picture (red top-left) replaced it

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from .. import errors
-from ..plan import Operation, Plan, Resize, Rotate
+from ..plan import Operation, Plan, Resize, Rotate, Save
 from . import decode, encode
 from .operations import KINDS, ORIENTATIONS, Orient, Size, paints_background
 from .settings import ImagingSettings
@@ -174,3 +174,16 @@ def draft_size(ops: list[Operation], size: Size) -> Size | None:
         if shrink.turns:
             turned, size = not turned, (size[1], size[0])
     return None
+
+
+PLACEHOLDER_COLOUR = (224, 224, 224)
+
+
+def placeholder(_data: bytes, width: int, height: int, fmt: str, settings: ImagingSettings) -> Rendered:
+    """A plain light-grey image of the result's size and format, uploaded before the
+    result itself (imgserve's placeholder); the real result overwrites it."""
+    decode.check_pixels("Placeholder", (width, height), settings.max_output_pixels)
+    img = Image.new("RGB", (width, height), PLACEHOLDER_COLOUR)
+    header = decode.SourceHeader(format=fmt, size=(width, height), mode="RGB")
+    body, fmt = encode.encode(img, Save(fmt), header, settings, False)
+    return Rendered(body, encode.content_type(fmt), fmt, width, height)

@@ -58,6 +58,7 @@ class Services:
     jobs: JobQueue | None = None  # with jobs = True
     job_runner: JobRunner | None = None
     check_destination: Callable[[str, Settings], None] | None = None
+    deliver: Callable | None = None
 
 
 def make_result_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
@@ -102,6 +103,7 @@ def make_services(settings: Settings, pool: Pool, metrics: Metrics) -> Services:
         services.jobs = queue
         services.job_runner = JobRunner(settings, queue, render, destinations.deliver, callback_for(settings))
         services.check_destination = destinations.check_destination
+        services.deliver = destinations.deliver
     return services
 
 

@@ -65,7 +65,8 @@ class JobsHandler(BaseHandler):
         check = self.app.services.check_destination
         names = [o.destination for o in spec.outputs]
         predicted = None
-        if any(templates.needs_size(n) or "{$ext" in n for n in names):
+        placeholders = any(o.placeholder for o in spec.outputs)
+        if placeholders or any(templates.needs_size(n) or "{$ext" in n for n in names):
             plans = [plan_for(o, spec.operation, settings) for o in spec.outputs]
             if spec.operation == "rasterize":
                 predicted = await render.predict_raster(await render.load(spec.source), spec.outputs, plans)
@@ -79,6 +80,11 @@ class JobsHandler(BaseHandler):
             expanded.append(url)
         if spec.callback:
             check(spec.callback, settings)
+        for output, url, (width, height, fmt) in zip(spec.outputs, expanded, predicted or []):
+            if output.placeholder:  # imgserve's: something at the name at once; the result replaces it
+                image = await render.placeholder(width, height, fmt)
+                await self.app.services.deliver(url, image.body, image.content_type, settings=settings,
+                                                method=output.method, field_name=output.field_name)
         return expanded
 
 
