@@ -105,6 +105,12 @@ def test_fragments_styles_and_embedded_images_are_drawn():
     assert img.getpixel((30, 10)) == (0, 255, 0, 255)
 
 
+def test_cheap_filters_are_drawn():
+    data = doc('<filter id="f"><feConvolveMatrix order="3" kernelMatrix="0 0 0 0 1 0 0 0 0"/></filter>'
+               '<rect width="40" height="20" fill="red" filter="url(#f)"/>')
+    assert svg.rasterize(data, None, None, SETTINGS).getpixel((20, 10)) == RED
+
+
 def test_text_is_drawn_with_the_shipped_font():
     assert svg.FONT.is_file()
     for family in ("sans-serif", "serif", "Arial", "monospace"):
@@ -162,6 +168,8 @@ def unsafe(data: bytes, *words: str) -> None:
     ('<foreignObject width="10" height="10"><div xmlns="http://www.w3.org/1999/xhtml"/></foreignObject>',
      ["<foreignObject>"]),
     ('<g id="a"><use href="#a"/></g>', ["cycle"]),
+    ('<filter id="f"><feMorphology radius="50"/></filter>', ["<feMorphology>"]),
+    ('<filter id="f"><feConvolveMatrix order="30" kernelMatrix="1"/></filter>', ["order"]),
 ])
 def test_references_and_active_content_are_refused(body, words):
     unsafe(doc(body), *words)

@@ -10,7 +10,9 @@ Refused, with a one-line reason (errors.unsafe_image, 422): a DTD or entity,
 `<script>`, `<foreignObject>`, CSS `@import` or escapes, any href or src other
 than `#fragment` or a base64 `data:image/(png|jpeg|gif|webp)` URI (whose header
 is checked against the source pixel cap), any `url(...)` other than `url(#id)`,
-reference cycles, and more elements, nesting or `<use>` expansion than the caps.
+reference cycles, and more elements, nesting or `<use>` expansion than the caps;
+`<feMorphology>` and large `<feConvolveMatrix>` kernels (CPU time; the other filters'
+cost is bounded by the canvas and left to the worker's deadline).
 Sizes: the canvas at the target size must fit max_output_pixels (413).
 """
 
@@ -50,6 +52,11 @@ _FONTS = dict(  # every family, generic or named, falls back to the one font shi
 )
 
 _REFUSED_ELEMENTS = {"script", "foreignObject"}
+# resvg's feMorphology visits radius_x x radius_y pixels for each pixel, in device
+# pixels: radius 50 on a 2000x2000 canvas took 500 s. Its radius scales with every
+# transform, so no cap on the number is safe: it is refused, being rare outside demos.
+_COSTLY_ELEMENTS = {"feMorphology": "its cost grows with the square of its radius"}
+MAX_KERNEL_ORDER = 5  # feConvolveMatrix: order x order multiplications per pixel
 _REFERENCE_ATTRIBUTES = {"href", "src"}  # in any namespace: href, xlink:href, src
 _DATA_URI = re.compile(r"data:image/(png|jpeg|jpg|gif|webp);base64,([A-Za-z0-9+/=\s]*)", re.IGNORECASE | re.DOTALL)
 _DATA_FORMATS = ["PNG", "JPEG", "GIF", "WEBP"]
@@ -213,6 +220,10 @@ def _check_content(root: ET.Element, settings: ImagingSettings) -> None:
         name = _local(element.tag)
         if name in _REFUSED_ELEMENTS:
             raise _Refused(f"<{name}> is not accepted")
+        if name in _COSTLY_ELEMENTS:
+            raise _Refused(f"<{name}> is not accepted: {_COSTLY_ELEMENTS[name]}")
+        if name == "feConvolveMatrix":
+            _check_order(element.get("order", "3"))
         if name == "style":
             _check_css("".join(element.itertext()), "<style>")
         found: list[str] = []
@@ -231,6 +242,15 @@ def _check_content(root: ET.Element, settings: ImagingSettings) -> None:
         if found:
             refs[id(element)] = found
     _check_expansion(root, ids, refs)
+
+
+def _check_order(value: str) -> None:
+    try:
+        orders = [float(n) for n in value.replace(",", " ").split()]
+    except ValueError:
+        return  # resvg ignores the filter
+    if any(n > MAX_KERNEL_ORDER for n in orders):
+        raise _Refused(f"<feConvolveMatrix> order {value[:20]!r} is more than {MAX_KERNEL_ORDER}")
 
 
 def _check_href(value: str, where: str, settings: ImagingSettings, embedded: list[int]) -> str | None:
