@@ -32,6 +32,7 @@ class Code(IntEnum):
     IMAGE_SAVE = 202
     IMAGE_TOO_LARGE = 203
     IMAGE_BROKEN = 204
+    IMAGE_UNSAFE = 205
     FETCH = 301
     DESTINATION = 302
     JOB_PARSE = 600
@@ -134,6 +135,11 @@ def cannot_save(reason: str) -> ProxyError:
 
 def broken_image(reason: str) -> ProxyError:
     return ProxyError(422, Code.IMAGE_BROKEN, reason)
+
+
+def unsafe_image(reason: str) -> ProxyError:
+    """Well-formed, but refused for what it holds (an SVG's DTD, script or external reference)."""
+    return ProxyError(422, Code.IMAGE_UNSAFE, reason)
 
 
 # --- the server ----------------------------------------------------------------------------
