@@ -64,6 +64,13 @@ class RenderService:
         """Each plan's output size and format, from the source's header alone."""
         return await self.pool.run(pipeline.predict, source.body, plans, self.imaging)
 
+    async def rasterize_many(self, source: Source, sizes: list, plans: list[Plan]) -> list[Rendered]:
+        """SVG sources (jobs' rasterize): drawn at each size, saved as each plan says."""
+        return await self.pool.run(pipeline.rasterize_many, source.body, sizes, plans, self.imaging)
+
+    async def predict_raster(self, source: Source, sizes: list, plans: list[Plan]) -> list[tuple[int, int, str]]:
+        return await self.pool.run(pipeline.predict_raster, source.body, sizes, plans, self.imaging)
+
     async def placeholder(self, width: int, height: int, fmt: str) -> Rendered:
         return await self.pool.run(pipeline.placeholder, b"", width, height, fmt, self.imaging)
 

@@ -3,7 +3,7 @@ OpenCV and the face cascade already loaded (shared copy-on-write, not per worker
 
 import gc
 
-from .imaging import faces, info, pipeline  # noqa: F401
+from .imaging import faces, info, pipeline, svg  # noqa: F401
 
 faces.load()
 # Everything loaded so far lives as long as the workers: keep the collector off it,

@@ -268,3 +268,38 @@ def test_placeholder_is_there_before_the_reply_and_replaced(server, origin, rece
     assert wait_done(server, body["id"])["status"] == "done"
     r, g, b = decode(receiver.files["ph-120x80.jpg"][0]).convert("RGB").getpixel((10, 10))
     assert r > 200 and g < 60 and b < 60  # the real picture (red top-left) replaced it
+
+
+SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="200" height="100" viewBox="0 0 200 100">'
+       b'<rect width="100" height="100" fill="#f00"/><rect x="100" width="100" height="100" fill="#00f"/></svg>')
+
+
+def test_rasterize_draws_an_svg_at_the_asked_size(server, origin, receiver):
+    src = origin.serve("/art/logo.svg", SVG, content_type="image/svg+xml")
+    job = {"operationType": "rasterize", "srcURL": src, "outputs": [
+        {"args": {"width": 400}, "dstURL": receiver.url("/put/{$basename}-{$width}x{$height}.{$ext}"), "method": "PUT"},
+        {"args": {"fmt": "webp"}, "dstURL": receiver.url("/put/{$basename}.{$ext}"), "method": "PUT"},
+    ]}
+    code, _, body = post(server, job)
+    assert code == 202, body
+    assert [o["dstURL"] for o in body["outputs"]] == [receiver.url("/put/logo-400x200.png"),
+                                                      receiver.url("/put/logo.webp")]
+    assert wait_done(server, body["id"])["status"] == "done"
+    png = decode(receiver.files["logo-400x200.png"][0]).convert("RGB")
+    assert png.size == (400, 200)
+    assert png.getpixel((100, 100)) == (255, 0, 0) and png.getpixel((300, 100)) == (0, 0, 255)
+    webp = decode(receiver.files["logo.webp"][0])
+    assert webp.format == "WEBP" and webp.size == (200, 100)
+
+
+def test_a_hostile_svg_fails_the_job_with_the_reason(server, origin, receiver):
+    evil = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><image href="file:///etc/passwd"/></svg>'
+    src = origin.serve("/art/evil.svg", evil, content_type="image/svg+xml")
+    job = {"operationType": "rasterize", "srcURL": src, "dstURL": receiver.url("/put/evil.png"), "method": "PUT",
+           "args": {"width": 10, "height": 10}}
+    code, _, body = post(server, job)
+    assert code == 202
+    doc = wait_done(server, body["id"])
+    assert doc["status"] == "failed" and doc["attempts"] == 1
+    assert doc["error"]["status_code"] == 422 and "file:///etc/passwd" in doc["error"]["error"]
+    assert "evil.png" not in receiver.files

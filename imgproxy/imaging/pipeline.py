@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
+from io import BytesIO
 
 from PIL import Image
 
 from .. import errors
 from ..plan import Operation, Plan, Resize, Rotate, Save
-from . import decode, encode
+from . import decode, encode, svg
 from .operations import KINDS, ORIENTATIONS, Orient, Size, paints_background
 from .settings import ImagingSettings
 
@@ -187,3 +188,22 @@ def placeholder(_data: bytes, width: int, height: int, fmt: str, settings: Imagi
     header = decode.SourceHeader(format=fmt, size=(width, height), mode="RGB")
     body, fmt = encode.encode(img, Save(fmt), header, settings, False)
     return Rendered(body, encode.content_type(fmt), fmt, width, height)
+
+
+def rasterize_many(data: bytes, sizes: list[tuple[int | None, int | None]], plans: list[Plan],
+                   settings: ImagingSettings) -> list[Rendered]:
+    """An SVG drawn at each (width, height), then saved as each plan says (PNG unless fmt)."""
+    drawn_settings = dataclasses.replace(settings, input_formats=("PNG",))
+    rendered = []
+    for (width, height), plan in zip(sizes, plans):
+        out = BytesIO()
+        svg.rasterize(data, width, height, settings).save(out, "PNG", compress_level=1)
+        rendered.append(process(out.getvalue(), plan, drawn_settings))
+    return rendered
+
+
+def predict_raster(data: bytes, sizes: list[tuple[int | None, int | None]], plans: list[Plan],
+                   settings: ImagingSettings) -> list[tuple[int, int, str]]:
+    """rasterize_many's output sizes and formats, from the checked SVG alone."""
+    own = svg.svg_size(data, settings)
+    return [(*svg.target_size(own, w, h), plan.save.format or "PNG") for (w, h), plan in zip(sizes, plans)]

@@ -21,7 +21,7 @@ from ..errors import Code, ProxyError
 from . import templates
 from .model import DONE, FAILED, JobRecord, JobSpec
 from .queue import JobQueue
-from .spec import plan_for
+from .spec import plan_for, raster_sizes
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Settings
@@ -135,8 +135,7 @@ class JobRunner:
         source = await self.render.load(spec.source)
         plans = [plan_for(output, spec.operation, self.settings) for output in spec.outputs]
         if spec.operation == "rasterize":
-            sizes = [(_int(o.options.get("w")), _int(o.options.get("h"))) for o in spec.outputs]
-            rendered = await self.render.rasterize_many(source, sizes, plans)
+            rendered = await self.render.rasterize_many(source, raster_sizes(spec), plans)
         else:
             rendered = await self.render.render_many(source, plans)
         results, destinations = [], []
@@ -148,7 +147,3 @@ class JobRunner:
             results.append({"dstURL": url, "width": result.width, "height": result.height,
                             "bytes": len(result.body), "content_type": result.content_type})
         return results, destinations
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value else None

@@ -121,3 +121,12 @@ def plan_for(output: Output, operation: str, settings: Settings) -> Plan:
     options.setdefault("op", "resize")
     options.setdefault("mode", "crop")
     return build_plan(options, settings)
+
+
+def raster_sizes(spec: JobSpec) -> list[tuple[int | None, int | None]]:
+    """The size each output of a rasterize job asks for (None: from the SVG)."""
+    return [(_int(o.options.get("w")), _int(o.options.get("h"))) for o in spec.outputs]
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value else None

@@ -12,7 +12,7 @@ from .. import errors, signature
 from ..errors import Code
 from ..jobs import templates
 from ..jobs.model import JobRecord, status_document
-from ..jobs.spec import MAX_BODY, parse_job, plan_for
+from ..jobs.spec import MAX_BODY, parse_job, plan_for, raster_sizes
 from ..urls import check_url, host_allowed
 from .replies import BaseHandler
 
@@ -69,7 +69,7 @@ class JobsHandler(BaseHandler):
         if placeholders or any(templates.needs_size(n) or "{$ext" in n for n in names):
             plans = [plan_for(o, spec.operation, settings) for o in spec.outputs]
             if spec.operation == "rasterize":
-                predicted = await render.predict_raster(await render.load(spec.source), spec.outputs, plans)
+                predicted = await render.predict_raster(await render.load(spec.source), raster_sizes(spec), plans)
             else:
                 predicted = await render.predict(await render.load(spec.source), plans)
         expanded = []
