@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import http.client
 import io
@@ -23,6 +24,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import quote
 
+import tornado.httpserver
+import tornado.ioloop
+import tornado.web
 from PIL import Image
 
 from imgproxy.config import Settings
@@ -31,6 +35,7 @@ from imgproxy.imaging.pipeline import Rendered
 from imgproxy.imaging.settings import ImagingSettings
 from imgproxy.plan import Plan, Save
 from imgproxy.render import imaging_settings
+from imgproxy.signature import job_signature
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -570,3 +575,116 @@ def start_nginx(tmp: Path, http_body: str, port: int, proxies: Sequence[Proxy] =
                 nginx.stop()
                 raise RuntimeError(f"nginx did not listen in time: {nginx.error_log()}") from None
             time.sleep(0.05)
+
+
+# --- redis-server ----------------------------------------------------------------------------
+
+def start_redis(folder) -> tuple[subprocess.Popen, int]:
+    """A real redis-server of the test's own on a free loopback port (stop it with stop_redis)."""
+    import shutil
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed (.ci/run installs it; apt-get install redis-server)"
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "redis-server did not start"
+            time.sleep(0.05)
+
+
+def stop_redis(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(10)
+
+
+# --- the job API: an upload receiver, and signed requests ---------------------------------------
+
+class Receiver:
+    """A Tornado upload receiver on loopback: form POSTs and PUTs, with scripted statuses."""
+
+    def __init__(self):
+        self.files: dict[str, tuple[bytes, str, str]] = {}  # name -> (body, content type, field)
+        self.times: dict[str, list[float]] = {}
+        self.script: dict[str, list[int]] = {}  # path -> statuses to answer first
+        receiver = self
+
+        class Upload(tornado.web.RequestHandler):
+            def _status(self) -> int | None:
+                path = self.request.path
+                receiver.times.setdefault(path, []).append(time.monotonic())
+                queued = receiver.script.get(path)
+                return queued.pop(0) if queued else None
+
+            def post(self, _):
+                status = self._status()
+                if status:
+                    self.set_status(status)
+                    return
+                for name, files in self.request.files.items():
+                    for f in files:
+                        receiver.files[f["filename"]] = (f["body"], f["content_type"], name)
+
+            def put(self, name):
+                status = self._status()
+                if status:
+                    self.set_status(status)
+                    return
+                receiver.files[name] = (self.request.body, self.request.headers.get("Content-Type"), "PUT")
+
+        self.port = free_port()
+        self.loop = None
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(asyncio.new_event_loop())
+            self.loop = tornado.ioloop.IOLoop.current()
+            app = tornado.web.Application([(r"/(?:upload\.html|put)/?(.*)", Upload)])
+            server = tornado.httpserver.HTTPServer(app)
+            server.listen(self.port, "127.0.0.1")
+            ready.set()
+            self.loop.start()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.loop.add_callback(self.loop.stop)
+
+
+def job_post(proxy, job: dict | bytes, key: str, headers: dict | None = None):
+    import http.client
+    body = job if isinstance(job, bytes) else json.dumps(job).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+    try:
+        conn.request("POST", "/jobs", body=body, headers={"X-Signature": job_signature(key, body),
+                                                          "Content-Type": "application/json", **(headers or {})})
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), json.loads(r.read() or b"null")
+    finally:
+        conn.close()
+
+
+def job_status(proxy, job_id: str, key: str):
+    path = f"/jobs/{job_id}"
+    return proxy.get(path=path, headers={"X-Signature": job_signature(key, path)})
+
+
+def job_wait(proxy, job_id: str, key: str, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = job_status(proxy, job_id, key).json
+        if doc["status"] in ("done", "failed"):
+            return doc
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {doc['status']}: {doc}")

@@ -1,10 +1,7 @@
 """Delivery end to end: health, metrics, info, HTTP caching, format negotiation, result cache."""
 
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
@@ -12,7 +9,7 @@ from urllib.parse import quote
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from support import Origin, decode, encode, free_port, q, quadrants, wait_for, workers_of
+from support import Origin, decode, encode, free_port, q, quadrants, start_redis, stop_redis, wait_for, workers_of
 
 from imgproxy.signature import sign
 
@@ -311,23 +308,9 @@ def test_identical_requests_in_flight_are_computed_once(proxy, start_proxy, orig
 
 @pytest.fixture
 def redis_server(tmp_path):
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed (.ci/run installs it; apt-get install redis-server)"
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    proc, port = start_redis(tmp_path)
     yield proc, port
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(10)
+    stop_redis(proc)
 
 
 def test_redis_cache_hit_ttl_and_entry_cap(start_proxy, own_origin, redis_server):

@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import time
 import uuid
 
 import pytest
-from support import free_port
+from support import start_redis, stop_redis
 
 from imgproxy.jobs.model import DONE, PENDING, RUNNING, JobRecord, JobSpec, Output
 from imgproxy.jobs.queue import SqliteQueue
@@ -31,23 +28,9 @@ T0 = 1_700_000_000.0  # the callers' clock in the single-node tests
 
 @pytest.fixture(scope="module")
 def redis_port(tmp_path_factory):
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed (apt-get install redis-server)"
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and proc.poll() is None, "redis-server did not start"
-            time.sleep(0.05)
+    proc, port = start_redis(tmp_path_factory.mktemp("redis"))
     yield port
-    proc.terminate()
-    proc.wait(10)
+    stop_redis(proc)
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -2,80 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import tornado.httpserver
-import tornado.ioloop
-import tornado.web
-from support import Proxy, decode, encode, free_port, quadrants
+from support import Proxy, Receiver, decode, encode, quadrants
+from support import job_post as post
+from support import job_status as status
+from support import job_wait as wait_done
 
 from imgproxy.signature import job_signature
 
 KEY = "job-secret"
 PHOTO = encode(quadrants((640, 428)), "JPEG", quality=95)
-
-
-class Receiver:
-    """A Tornado upload receiver on loopback: form POSTs and PUTs, with scripted statuses."""
-
-    def __init__(self):
-        self.files: dict[str, tuple[bytes, str, str]] = {}  # name -> (body, content type, field)
-        self.times: dict[str, list[float]] = {}
-        self.script: dict[str, list[int]] = {}  # path -> statuses to answer first
-        receiver = self
-
-        class Upload(tornado.web.RequestHandler):
-            def _status(self) -> int | None:
-                path = self.request.path
-                receiver.times.setdefault(path, []).append(time.monotonic())
-                queued = receiver.script.get(path)
-                return queued.pop(0) if queued else None
-
-            def post(self, _):
-                status = self._status()
-                if status:
-                    self.set_status(status)
-                    return
-                for field, files in self.request.files.items():
-                    for f in files:
-                        receiver.files[f["filename"]] = (f["body"], f["content_type"], field)
-
-            def put(self, name):
-                status = self._status()
-                if status:
-                    self.set_status(status)
-                    return
-                receiver.files[name] = (self.request.body, self.request.headers.get("Content-Type"), "PUT")
-
-        self.port = free_port()
-        self.loop = None
-        ready = threading.Event()
-
-        def run():
-            asyncio.set_event_loop(asyncio.new_event_loop())
-            self.loop = tornado.ioloop.IOLoop.current()
-            app = tornado.web.Application([(r"/(?:upload\.html|put)/?(.*)", Upload)])
-            server = tornado.httpserver.HTTPServer(app)
-            server.listen(self.port, "127.0.0.1")
-            ready.set()
-            self.loop.start()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        ready.wait(10)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self) -> None:
-        self.loop.add_callback(self.loop.stop)
 
 
 @pytest.fixture(scope="module")
@@ -101,45 +43,17 @@ def server(tmp_path_factory, receiver):
     p.stop()
 
 
-def post(proxy, job: dict | bytes, key: str = KEY, headers: dict | None = None):
-    import http.client
-    body = job if isinstance(job, bytes) else json.dumps(job).encode()
-    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
-    try:
-        conn.request("POST", "/jobs", body=body, headers={"X-Signature": job_signature(key, body),
-                                                          "Content-Type": "application/json", **(headers or {})})
-        r = conn.getresponse()
-        return r.status, dict(r.getheaders()), json.loads(r.read() or b"null")
-    finally:
-        conn.close()
-
-
-def status(proxy, job_id: str, key: str = KEY):
-    path = f"/jobs/{job_id}"
-    return proxy.get(path=path, headers={"X-Signature": job_signature(key, path)})
-
-
-def wait_done(proxy, job_id: str, timeout: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        doc = status(proxy, job_id).json
-        if doc["status"] in ("done", "failed"):
-            return doc
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {doc['status']}: {doc}")
-
-
 def test_an_imgserve_request_works_unchanged(server, origin, receiver):
     src = origin.serve("/photos/cat.jpg", PHOTO)
     job = {"operationType": "resize", "srcURL": src,
            "dstURL": receiver.url("/upload.html") + ":{$width}-{$basename}.{$ext}",
            "args": {"width": 200, "height": 120}}
-    code, headers, body = post(server, job)
+    code, headers, body = post(server, job, KEY)
     assert code == 202, body
     assert headers["Location"] == f"/jobs/{body['id']}" and body["status"] == "pending"
     assert body["dstURL"] == receiver.url("/upload.html") + ":200-cat.jpg"
     assert body["statusURL"] == f"/jobs/{body['id']}" and len(body["id"]) >= 32
-    doc = wait_done(server, body["id"])
+    doc = wait_done(server, body["id"], KEY)
     assert doc["status"] == "done" and doc["attempts"] == 1 and doc["error"] is None
     data, content_type, field = receiver.files["200-cat.jpg"]
     img = decode(data)
@@ -156,11 +70,11 @@ def test_several_outputs_from_one_download(server, origin, receiver):
          "method": "PUT"},
         {"args": {"height": 50, "mode": "scale"}, "dstURL": f"file://{server.tmp / 'out'}/a/b/{{$basename}}.{{$ext}}"},
     ]}
-    code, _, body = post(server, job)
+    code, _, body = post(server, job, KEY)
     assert code == 202, body
     assert [o["dstURL"] for o in body["outputs"]] == [
         receiver.url("/put/99x66.png"), receiver.url("/put/sq.webp"), f"file://{server.tmp / 'out'}/a/b/three.png"]
-    doc = wait_done(server, body["id"])
+    doc = wait_done(server, body["id"], KEY)
     assert doc["status"] == "done", doc
     assert decode(receiver.files["99x66.png"][0]).size == (99, 66)  # clip rounds as Pilbox does
     assert decode(receiver.files["sq.webp"][0]).format == "WEBP"
@@ -179,7 +93,7 @@ def test_several_outputs_from_one_download(server, origin, receiver):
                  "args": {"width": 10, "q": 0}}).encode(), 400, "request invalid"),
 ])
 def test_malformed_jobs_are_refused_before_anything_is_fetched(server, body, code, msg):
-    status_code, _, reply = post(server, body)
+    status_code, _, reply = post(server, body, KEY)
     assert status_code == code and reply["msg"] == msg and reply["status_code"] == code
     assert reply["error"] and "\n" not in reply["error"]
     if msg == "request invalid":
@@ -191,27 +105,27 @@ def test_signature_size_and_destination_rules(server, origin, receiver):
            "dstURL": receiver.url("/upload.html") + ":x.jpg", "args": {"width": 10}}
     assert post(server, job, key="wrong")[0] == 403
     body = json.dumps(job).encode()
-    assert post(server, body, headers={"X-Signature": job_signature(KEY, body + b" ")})[0] == 403  # replayed
-    assert post(server, b"{" + b" " * 70000 + b"}")[0] == 413
+    assert post(server, body, KEY, headers={"X-Signature": job_signature(KEY, body + b" ")})[0] == 403  # replayed
+    assert post(server, b"{" + b" " * 70000 + b"}", KEY)[0] == 413
     elsewhere = dict(job, dstURL="http://127.0.0.2:9/upload.html:x.jpg")
-    assert post(server, elsewhere)[0] == 403
+    assert post(server, elsewhere, KEY)[0] == 403
     traversal = dict(job, dstURL=f"file://{server.tmp / 'out'}/../escape.jpg")
-    assert post(server, traversal)[0] == 400
-    assert status(server, "0" * 32).status == 404
-    assert status(server, "0" * 32, key="wrong").status == 403
+    assert post(server, traversal, KEY)[0] == 400
+    assert status(server, "0" * 32, KEY).status == 404
+    assert status(server, "0" * 32, "wrong").status == 403
 
 
 def test_transient_failures_retry_with_backoff_permanent_ones_fail_at_once(server, origin, receiver):
     receiver.script["/put/flaky.jpg"] = [503, 503]
     job = {"operationType": "resize", "srcURL": origin.url("/photos/cat.jpg"),
            "dstURL": receiver.url("/put/flaky.jpg"), "method": "PUT", "args": {"width": 30}}
-    doc = wait_done(server, post(server, job)[2]["id"])
+    doc = wait_done(server, post(server, job, KEY)[2]["id"], KEY)
     assert doc["status"] == "done" and doc["attempts"] == 3
     times = receiver.times["/put/flaky.jpg"]
     assert times[1] - times[0] >= 0.1 and times[2] - times[1] >= 0.2  # 0.2 s, then 0.4 s, +-50%
     receiver.script["/put/refused.jpg"] = [400]
     job["dstURL"] = receiver.url("/put/refused.jpg")
-    doc = wait_done(server, post(server, job)[2]["id"])
+    doc = wait_done(server, post(server, job, KEY)[2]["id"], KEY)
     assert doc["status"] == "failed" and doc["attempts"] == 1 and doc["error"]["status_code"] == 502
     assert "400" in doc["error"]["error"]
 
@@ -222,9 +136,9 @@ def test_a_job_survives_kill_9_mid_run(tmp_path, origin, receiver):
     first = Proxy(*flags, log_path=tmp_path / "log1").start()
     job = {"operationType": "resize", "srcURL": origin.url("/photos/slow.jpg"),
            "dstURL": f"file://{tmp_path / 'out'}/slow-{{$width}}.{{$ext}}", "args": {"width": 40, "height": 40}}
-    job_id = post(first, job)[2]["id"]
+    job_id = post(first, job, KEY)[2]["id"]
     deadline = time.monotonic() + 10
-    while status(first, job_id).json["status"] != "running":
+    while status(first, job_id, KEY).json["status"] != "running":
         assert time.monotonic() < deadline
         time.sleep(0.05)
     os.kill(first.process.pid, signal.SIGKILL)  # mid-fetch: the lease is left behind
@@ -232,7 +146,7 @@ def test_a_job_survives_kill_9_mid_run(tmp_path, origin, receiver):
     assert not (tmp_path / "out" / "slow-40.jpg").exists()
     second = Proxy(*flags, log_path=tmp_path / "log2").start()
     try:
-        doc = wait_done(second, job_id, timeout=30)
+        doc = wait_done(second, job_id, KEY, timeout=30)
         assert doc["status"] == "done" and doc["attempts"] == 2
         assert decode((tmp_path / "out" / "slow-40.jpg").read_bytes()).size == (40, 40)
         assert [p.name for p in (tmp_path / "out").iterdir()] == ["slow-40.jpg"]  # one object, no leftovers
@@ -259,13 +173,13 @@ def test_placeholder_is_there_before_the_reply_and_replaced(server, origin, rece
     job = {"operationType": "resize", "srcURL": origin.url("/photos/later.jpg"),
            "dstURL": receiver.url("/put/ph-{$width}x{$height}.{$ext}"), "method": "PUT",
            "args": {"width": 120, "height": 80, "placeholder": True}}
-    code, _, body = post(server, job)
+    code, _, body = post(server, job, KEY)
     assert code == 202
     data, content_type, _ = receiver.files["ph-120x80.jpg"]  # uploaded before the 202
     img = decode(data).convert("RGB")
     assert img.size == (120, 80) and content_type == "image/jpeg"
     assert all(abs(c - 224) <= 3 for c in img.getpixel((60, 40)))  # plain grey
-    assert wait_done(server, body["id"])["status"] == "done"
+    assert wait_done(server, body["id"], KEY)["status"] == "done"
     r, g, b = decode(receiver.files["ph-120x80.jpg"][0]).convert("RGB").getpixel((10, 10))
     assert r > 200 and g < 60 and b < 60  # the real picture (red top-left) replaced it
 
@@ -280,11 +194,11 @@ def test_rasterize_draws_an_svg_at_the_asked_size(server, origin, receiver):
         {"args": {"width": 400}, "dstURL": receiver.url("/put/{$basename}-{$width}x{$height}.{$ext}"), "method": "PUT"},
         {"args": {"fmt": "webp"}, "dstURL": receiver.url("/put/{$basename}.{$ext}"), "method": "PUT"},
     ]}
-    code, _, body = post(server, job)
+    code, _, body = post(server, job, KEY)
     assert code == 202, body
     assert [o["dstURL"] for o in body["outputs"]] == [receiver.url("/put/logo-400x200.png"),
                                                       receiver.url("/put/logo.webp")]
-    assert wait_done(server, body["id"])["status"] == "done"
+    assert wait_done(server, body["id"], KEY)["status"] == "done"
     png = decode(receiver.files["logo-400x200.png"][0]).convert("RGB")
     assert png.size == (400, 200)
     assert png.getpixel((100, 100)) == (255, 0, 0) and png.getpixel((300, 100)) == (0, 0, 255)
@@ -297,9 +211,9 @@ def test_a_hostile_svg_fails_the_job_with_the_reason(server, origin, receiver):
     src = origin.serve("/art/evil.svg", evil, content_type="image/svg+xml")
     job = {"operationType": "rasterize", "srcURL": src, "dstURL": receiver.url("/put/evil.png"), "method": "PUT",
            "args": {"width": 10, "height": 10}}
-    code, _, body = post(server, job)
+    code, _, body = post(server, job, KEY)
     assert code == 202
-    doc = wait_done(server, body["id"])
+    doc = wait_done(server, body["id"], KEY)
     assert doc["status"] == "failed" and doc["attempts"] == 1
     assert doc["error"]["status_code"] == 422 and "file:///etc/passwd" in doc["error"]["error"]
     assert "evil.png" not in receiver.files
