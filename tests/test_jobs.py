@@ -217,3 +217,21 @@ def test_a_hostile_svg_fails_the_job_with_the_reason(server, origin, receiver):
     assert doc["status"] == "failed" and doc["attempts"] == 1
     assert doc["error"]["status_code"] == 422 and "file:///etc/passwd" in doc["error"]["error"]
     assert "evil.png" not in receiver.files
+
+
+def test_a_burst_of_jobs_leaves_a_worker_for_images(tmp_path, origin, receiver):
+    """job_concurrency=1 of 2 workers: images are served while jobs still queue."""
+    big = encode(quadrants((3000, 2000)), "PNG")
+    origin.serve("/photos/heavy.png", big, content_type="image/png")
+    p = Proxy(*job_flags(tmp_path, receiver, "--workers=2", "--job_concurrency=1"), log_path=tmp_path / "log").start()
+    try:
+        ids = [post(p, {"operationType": "resize", "srcURL": origin.url("/photos/heavy.png"),
+                        "dstURL": f"file://{tmp_path / 'out'}/heavy-{n}.{{$ext}}",
+                        "args": {"width": 2000 - n, "height": 1500, "fmt": "png"}}, KEY)[2]["id"] for n in range(8)]
+        r = p.get(f"url={origin.serve('/photos/quick.jpg', PHOTO)}&w=40")
+        assert r.status == 200
+        pending = [status(p, i, KEY).json["status"] for i in ids]
+        assert pending.count("done") < len(ids)  # the image did not wait for the burst
+        assert all(wait_done(p, i, KEY, timeout=120)["status"] == "done" for i in ids)
+    finally:
+        p.stop()
