@@ -5,8 +5,11 @@ WORKDIR /app
 COPY pyproject.toml README.rst ./
 COPY imgproxy ./imgproxy
 RUN pip install --no-cache-dir . \
-    && useradd --system --no-create-home --uid 10001 imgproxy
+    && useradd --system --no-create-home --uid 10001 imgproxy \
+    && mkdir -p /var/lib/imgproxy && chown imgproxy /var/lib/imgproxy
 
+# The job queue's default file (imgproxy-state/jobs.sqlite3) goes here; mount a volume to keep it.
+WORKDIR /var/lib/imgproxy
 USER imgproxy
 EXPOSE 8888
 # The slim image has no curl: Python asks /health (urlopen fails on its 503).

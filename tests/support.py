@@ -613,6 +613,7 @@ class Receiver:
         self.files: dict[str, tuple[bytes, str, str]] = {}  # name -> (body, content type, field)
         self.times: dict[str, list[float]] = {}
         self.script: dict[str, list[int]] = {}  # path -> statuses to answer first
+        self.bodies: dict[str, list[bytes]] = {}  # path -> raw POST bodies that were not forms
         receiver = self
 
         class Upload(tornado.web.RequestHandler):
@@ -627,6 +628,8 @@ class Receiver:
                 if status:
                     self.set_status(status)
                     return
+                if not self.request.files:
+                    receiver.bodies.setdefault(self.request.path, []).append(self.request.body)
                 for name, files in self.request.files.items():
                     for f in files:
                         receiver.files[f["filename"]] = (f["body"], f["content_type"], name)
@@ -645,7 +648,7 @@ class Receiver:
         def run():
             asyncio.set_event_loop(asyncio.new_event_loop())
             self.loop = tornado.ioloop.IOLoop.current()
-            app = tornado.web.Application([(r"/(?:upload\.html|put)/?(.*)", Upload)])
+            app = tornado.web.Application([(r"/(?:upload\.html|put|hook)/?(.*)", Upload)])
             server = tornado.httpserver.HTTPServer(app)
             server.listen(self.port, "127.0.0.1")
             ready.set()

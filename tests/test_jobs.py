@@ -235,3 +235,30 @@ def test_a_burst_of_jobs_leaves_a_worker_for_images(tmp_path, origin, receiver):
         assert all(wait_done(p, i, KEY, timeout=120)["status"] == "done" for i in ids)
     finally:
         p.stop()
+
+
+def test_the_callback_gets_the_final_status_document(server, origin, receiver):
+    """callbackURL: the job's status document is POSTed there when it ends."""
+    import json as json_module
+    origin.serve("/photos/called.jpg", PHOTO)
+    job = {"operationType": "resize", "srcURL": origin.url("/photos/called.jpg"), "method": "PUT",
+           "dstURL": receiver.url("/put/called.jpg"), "args": {"width": 30, "height": 30},
+           "callbackURL": receiver.url("/hook")}
+    job_id = post(server, job, KEY)[2]["id"]
+    assert wait_done(server, job_id, KEY)["status"] == "done"
+    deadline = time.monotonic() + 10
+    while "/hook" not in receiver.bodies:
+        assert time.monotonic() < deadline, "no callback"
+        time.sleep(0.05)
+    doc = json_module.loads(receiver.bodies["/hook"][-1])
+    assert doc["id"] == job_id and doc["status"] == "done" and doc["result"]["width"] == 30
+
+
+def test_a_ten_megabyte_body_is_answered_413_without_reading_it(server):
+    import socket
+    body_size = 10 * 1024 * 1024
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(body_size).encode() + b"\r\n\r\n" + b"{" * 1024)
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 413") and b'"error_code": 601' in reply

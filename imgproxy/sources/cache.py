@@ -51,7 +51,7 @@ _LEN = struct.Struct("!I")
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
+class KeptSource:
     source: Source
     fetched: float  # time.time(): an age that survives a restart
 
@@ -68,7 +68,7 @@ class Entry:
         return _MAGIC + _LEN.pack(len(meta)) + meta + s.body
 
     @classmethod
-    def loads(cls, data: bytes) -> Entry | None:
+    def loads(cls, data: bytes) -> KeptSource | None:
         """The entry, or None when the bytes are not a whole, intact entry."""
         try:
             if not data.startswith(_MAGIC):
@@ -99,9 +99,9 @@ class CachingLoader:
         self.store = store
         self.ttl = ttl
         self._count = count or (lambda result: None)
-        self._memory: collections.OrderedDict[str, Entry] = collections.OrderedDict()  # oldest first
+        self._memory: collections.OrderedDict[str, KeptSource] = collections.OrderedDict()  # oldest first
         self._memory_total = 0
-        self._flights: dict[str, asyncio.Task[Entry]] = {}
+        self._flights: dict[str, asyncio.Task[KeptSource]] = {}
 
     def close(self) -> None:
         self.inner.close()
@@ -134,10 +134,10 @@ class CachingLoader:
         if not flight.cancelled():
             flight.exception()  # retrieved: every waiter may have given up
 
-    def _fresh(self, entry: Entry) -> bool:
+    def _fresh(self, entry: KeptSource) -> bool:
         return 0 <= time.time() - entry.fetched < self.ttl
 
-    async def _fill(self, ref: str, key: str) -> tuple[Entry, str]:
+    async def _fill(self, ref: str, key: str) -> tuple[KeptSource, str]:
         """The entry for `key`, fresh, and how it was had; one inner load at most."""
         entry = self._memory.get(key) or await self._disk_lookup(key)
         if entry is not None and self._fresh(entry):
@@ -154,14 +154,14 @@ class CachingLoader:
                 raise errors.internal("The source's loader answered 'not modified' to a plain request")
             entry, result = replace(entry, fetched=time.time()), "revalidated"
         else:
-            entry, result = Entry(source, time.time()), "miss" if entry is None else "refreshed"
+            entry, result = KeptSource(source, time.time()), "miss" if entry is None else "refreshed"
         self._remember(key, entry)
         await self._store_put(key, entry)
         return entry, result
 
     # --- the tiers ---------------------------------------------------------------------
 
-    async def _disk_lookup(self, key: str) -> Entry | None:
+    async def _disk_lookup(self, key: str) -> KeptSource | None:
         if self.store is None:
             return None
         try:
@@ -171,7 +171,7 @@ class CachingLoader:
             return None
         if data is None:
             return None
-        entry = Entry.loads(data)
+        entry = KeptSource.loads(data)
         if entry is None:
             log.warning("originals cache entry %s is corrupt: fetching again", key)
             await self._store_delete(key)
@@ -179,7 +179,7 @@ class CachingLoader:
         self._remember(key, entry)
         return entry
 
-    def _remember(self, key: str, entry: Entry) -> None:
+    def _remember(self, key: str, entry: KeptSource) -> None:
         old = self._memory.pop(key, None)
         if old is not None:
             self._memory_total -= old.size
@@ -197,7 +197,7 @@ class CachingLoader:
             self._memory_total -= old.size
         await self._store_delete(key)
 
-    async def _store_put(self, key: str, entry: Entry) -> None:
+    async def _store_put(self, key: str, entry: KeptSource) -> None:
         if self.store is None:
             return
         try:
