@@ -41,12 +41,13 @@ class Reply:
         for k, v in self.headers.items():
             handler.send_header(k, v)
         handler.send_header("Content-Length", str(len(body)))
+        # Logged before the body goes out: the loader cannot have the reply before the log has it.
+        self.log.append((handler.path, started, time.monotonic()))
         handler.end_headers()
         try:
             handler.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        self.log.append((handler.path, started, time.monotonic()))
 
 
 @pytest.fixture(scope="module")
