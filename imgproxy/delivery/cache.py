@@ -9,20 +9,16 @@ served uncached.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..storage import BlobStore, StorageError
+from ..storage import BlobStore, StorageError, framing
 
 log = logging.getLogger("imgproxy.delivery.cache")
 
 _MAGIC = b"IPC1"
-_LEN = struct.Struct("!I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,27 +30,20 @@ class Entry:
     created: float = 0.0
 
     def dumps(self) -> bytes:
-        meta = json.dumps({
-            "content_type": self.content_type, "etag": self.etag, "headers": self.headers,
-            "created": self.created, "sha256": hashlib.sha256(self.body).hexdigest(),
-        }).encode()
-        return _MAGIC + _LEN.pack(len(meta)) + meta + self.body
+        return framing.pack(_MAGIC, {"content_type": self.content_type, "etag": self.etag,
+                                     "headers": self.headers, "created": self.created}, self.body)
 
     @classmethod
     def loads(cls, data: bytes) -> Entry | None:
         """The entry, or None when the bytes are not a whole, intact entry."""
+        unpacked = framing.unpack(_MAGIC, data)
+        if unpacked is None:
+            return None
+        meta, body = unpacked
         try:
-            if not data.startswith(_MAGIC):
-                return None
-            (n,) = _LEN.unpack_from(data, len(_MAGIC))
-            start = len(_MAGIC) + _LEN.size
-            meta = json.loads(data[start:start + n])
-            body = data[start + n:]
-            if hashlib.sha256(body).hexdigest() != meta["sha256"]:
-                return None
             return cls(body, str(meta["content_type"]), str(meta["etag"]),
                        {str(k): str(v) for k, v in meta["headers"].items()}, float(meta["created"]))
-        except (ValueError, KeyError, TypeError, AttributeError, struct.error):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
 

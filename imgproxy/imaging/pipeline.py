@@ -33,30 +33,20 @@ class Rendered:
 
 def process(data: bytes, plan: Plan, settings: ImagingSettings) -> Rendered:
     """Render `data` as `plan` asks; every failure is a ProxyError."""
+    return process_many(data, [plan], settings)[0]
+
+
+def process_many(data: bytes, plans: list[Plan], settings: ImagingSettings) -> list[Rendered]:
+    """Several plans from one source, decoded once (at the largest size any of them needs)."""
     with warnings.catch_warnings():
         # Pillow's warnings (corrupt EXIF and the like) are noise in a worker's log,
         # except the decompression-bomb one, which it gives below twice its limit.
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            return _process(data, plan, settings)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise errors.image_too_large(str(e)) from None
-
-
-def process_many(data: bytes, plans: list[Plan], settings: ImagingSettings) -> list[Rendered]:
-    """Several plans from one source, decoded once (at the largest size any of them needs)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
             return _process_many(data, plans, settings)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise errors.image_too_large(str(e)) from None
-
-
-def _process(data: bytes, plan: Plan, settings: ImagingSettings) -> Rendered:
-    return _process_many(data, [plan], settings)[0]
 
 
 @dataclass(frozen=True, slots=True)

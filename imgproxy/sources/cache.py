@@ -32,22 +32,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
-import json
 import logging
-import struct
 import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
 from .. import errors
-from ..storage import BlobStore, StorageError
+from ..storage import BlobStore, StorageError, framing
 from . import Loader, Source, Validators
 
 log = logging.getLogger("imgproxy.sources.cache")
 
 ENTRY_OVERHEAD = 512  # bytes counted per memory entry beyond its body: headers, bookkeeping
 _MAGIC = b"IPS1"
-_LEN = struct.Struct("!I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,28 +58,21 @@ class KeptSource:
 
     def dumps(self) -> bytes:
         s = self.source
-        meta = json.dumps({
-            "headers": s.headers, "etag": s.validators.etag, "last_modified": s.validators.last_modified,
-            "fetched": self.fetched, "sha256": hashlib.sha256(s.body).hexdigest(),
-        }).encode()
-        return _MAGIC + _LEN.pack(len(meta)) + meta + s.body
+        return framing.pack(_MAGIC, {"headers": s.headers, "etag": s.validators.etag,
+                                     "last_modified": s.validators.last_modified, "fetched": self.fetched}, s.body)
 
     @classmethod
     def loads(cls, data: bytes) -> KeptSource | None:
         """The entry, or None when the bytes are not a whole, intact entry."""
+        unpacked = framing.unpack(_MAGIC, data)
+        if unpacked is None:
+            return None
+        meta, body = unpacked
         try:
-            if not data.startswith(_MAGIC):
-                return None
-            (n,) = _LEN.unpack_from(data, len(_MAGIC))
-            start = len(_MAGIC) + _LEN.size
-            meta = json.loads(data[start:start + n])
-            body = data[start + n:]
-            if hashlib.sha256(body).hexdigest() != meta["sha256"]:
-                return None
             validators = Validators(_opt_str(meta["etag"]), _opt_str(meta["last_modified"]))
             headers = {str(k): str(v) for k, v in meta["headers"].items()}
             return cls(Source(body, headers, validators), float(meta["fetched"]))
-        except (ValueError, KeyError, TypeError, AttributeError, struct.error):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
 
