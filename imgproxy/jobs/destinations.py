@@ -315,7 +315,7 @@ async def _file(url: str, body: bytes, settings: Settings) -> None:
     try:
         await asyncio.to_thread(_write_below, root, relative, body)
     except PathRefused as e:
-        raise errors.forbidden(Code.JOB, f"File destination refused: {e}") from None
+        raise errors.bad_request(Code.JOB, f"File destination refused: {e}") from None  # traversal: 400
     except OSError as e:
         raise _failed("file://", f"cannot be written: {e.strerror or type(e).__name__}", transient=False) from None
 

@@ -29,7 +29,7 @@ READ_CHUNK = 1 << 20
 
 
 class PathRefused(Exception):
-    """The path leaves the root or meets a symlink or a non-directory on the way (a 403)."""
+    """The path is not below the root (403), or meets a symlink or a non-directory on the way (400)."""
 
 
 def file_url_segments(url: str) -> list[str]:
@@ -129,11 +129,14 @@ class FileLoader:
             raise errors.forbidden(Code.URL, "file sources are not enabled (job_file_root is unset)")
         try:
             relative = below_root(root, ref)
+        except PathRefused as e:  # outside the root: not allowed (a symlink below it is a 400)
+            raise errors.forbidden(Code.URL, f"File source refused: {e}") from None
+        try:
             body = await asyncio.to_thread(read_below, root, relative, self._settings.max_source_bytes)
         except ProxyError:
             raise
         except PathRefused as e:
-            raise errors.forbidden(Code.URL, f"File source refused: {e}") from None
+            raise errors.bad_request(Code.URL, f"File source refused: {e}") from None  # traversal: 400
         except SourceTooLarge:
             raise errors.source_too_large("Source image is larger than max_source_bytes") from None
         except (FileNotFoundError, NotADirectoryError):
