@@ -358,7 +358,8 @@ def test_health_is_503_when_no_worker_is_alive():
     from imgproxy.config import Settings
     from imgproxy.metrics import Metrics
     from imgproxy.pool import Pool
-    from imgproxy.server.app import Application, make_services
+    from imgproxy.server.app import Application
+    from imgproxy.server.services import make_services
 
     async def scenario():
         settings = Settings()

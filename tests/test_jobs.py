@@ -117,7 +117,7 @@ def test_signature_size_and_destination_rules(server, origin, receiver):
 
 def test_transient_failures_retry_with_backoff_permanent_ones_fail_at_once(server, origin, receiver):
     receiver.script["/put/flaky.jpg"] = [503, 503]
-    job = {"operationType": "resize", "srcURL": origin.url("/photos/cat.jpg"),
+    job = {"operationType": "resize", "srcURL": origin.serve("/photos/flaky.jpg", PHOTO),
            "dstURL": receiver.url("/put/flaky.jpg"), "method": "PUT", "args": {"width": 30}}
     doc = wait_done(server, post(server, job, KEY)[2]["id"], KEY)
     assert doc["status"] == "done" and doc["attempts"] == 3
