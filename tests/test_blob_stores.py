@@ -37,6 +37,13 @@ class Moto:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **_FAKE_ENV})
+        try:
+            self._set_up()
+        except BaseException:
+            self.stop()  # a failed set-up leaves no server behind
+            raise
+
+    def _set_up(self):
         deadline = time.monotonic() + 20
         while True:
             try:
