@@ -34,6 +34,13 @@ class BlobStore(Protocol):
 
     async def put(self, key: str, data: bytes) -> None: ...
 
+    async def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Store `data` only if nothing is under `key` yet: True when written, False when
+        the key existed. Atomic: of two concurrent calls for one key exactly one is True."""
+
+    async def head(self, key: str) -> int | None:
+        """The blob's size in bytes, or None when there is none under `key`."""
+
     async def delete(self, key: str) -> None: ...
 
     async def list(self, prefix: str = "") -> list[str]:

@@ -58,6 +58,12 @@ class FileStore:
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._put, key, data)
 
+    async def put_if_absent(self, key: str, data: bytes) -> bool:
+        return await asyncio.to_thread(self._put_if_absent, key, data)
+
+    async def head(self, key: str) -> int | None:
+        return await asyncio.to_thread(self._head, key)
+
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._delete, key)
 
@@ -89,17 +95,58 @@ class FileStore:
             return
         path = self._path(key)
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            tmp = self._write_temporary(path, data)
             os.replace(tmp, path)
         except OSError as e:
             raise StorageError(str(e)) from e
+        self._account(key, len(data))
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        if self.max_bytes is not None and len(data) > self.max_bytes:
+            # put() drops it silently (a cache), but here the caller relies on the answer
+            raise StorageError(f"{len(data)} bytes do not fit in a store of {self.max_bytes}")
+        path = self._path(key)
+        tmp = None
+        try:
+            tmp = self._write_temporary(path, data)
+            # link() never replaces an existing name: of two racing writers exactly one
+            # succeeds, and the name only ever appears with the whole blob behind it
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as e:
+            raise StorageError(str(e)) from e
+        finally:
+            if tmp is not None:
+                _remove(tmp)
+        self._account(key, len(data))
+        return True
+
+    def _write_temporary(self, path: str, data: bytes) -> str:
+        """A temporary file holding `data` in `path`'s folder (a dot name: _scan removes leftovers)."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except BaseException:
+            _remove(tmp)
+            raise
+        return tmp
+
+    def _head(self, key: str) -> int | None:
+        try:
+            return os.stat(self._path(key)).st_size
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StorageError(str(e)) from e
+
+    def _account(self, key: str, size: int) -> None:
         with self._lock:
             self._total -= self._sizes.pop(key, 0)
-            self._sizes[key] = len(data)
-            self._total += len(data)
+            self._sizes[key] = size
+            self._total += size
             self._evict()
 
     def _delete(self, key: str) -> None:

@@ -35,6 +35,27 @@ class RedisStore:
         except self._errors as e:
             raise StorageError(str(e)) from e
 
+    async def put_if_absent(self, key: str, data: bytes) -> bool:
+        check_key(key)
+        if len(data) > self.max_entry_bytes:
+            # put() drops it silently (a cache), but here the caller relies on the answer
+            raise StorageError(f"{len(data)} bytes are more than max_entry_bytes={self.max_entry_bytes}")
+        try:  # SET NX: Redis runs one command at a time, so exactly one of two racing sets wins
+            written = await self._client.set(PREFIX + key, data, nx=True,
+                                             ex=max(1, int(self.ttl)) if self.ttl else None)
+        except self._errors as e:
+            raise StorageError(str(e)) from e
+        return bool(written)
+
+    async def head(self, key: str) -> int | None:
+        check_key(key)
+        try:  # STRLEN is 0 for a missing key and for an empty blob alike: ask EXISTS in the same round trip
+            async with self._client.pipeline(transaction=True) as pipe:
+                exists, size = await pipe.exists(PREFIX + key).strlen(PREFIX + key).execute()
+        except self._errors as e:
+            raise StorageError(str(e)) from e
+        return int(size) if exists else None
+
     async def delete(self, key: str) -> None:
         check_key(key)
         try:

@@ -1,0 +1,213 @@
+"""Every blob store behaves alike: the same tests on the filesystem, a real S3-compatible
+server on loopback (moto's standalone server, refusing requests it cannot authenticate)
+and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from support import free_port, start_redis, stop_redis
+
+from imgproxy.storage import StorageError
+from imgproxy.storage.files import FileStore
+
+BUCKET = "imgproxy-test"
+REGION = "us-east-1"
+_prefixes = itertools.count()
+
+
+class Moto:
+    """moto's standalone server in a process of its own, with an IAM user allowed s3:*."""
+
+    def __init__(self, folder):
+        pytest.importorskip("boto3")  # the S3 tests need the s3 and test extras; the rest do not
+        pytest.importorskip("moto")
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log = open(os.path.join(folder, "moto.log"), "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **_FAKE_ENV})
+        try:
+            self._set_up()
+        except BaseException:
+            self.stop()  # a failed set-up leaves no server behind
+            raise
+
+    def _set_up(self):
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and self.process.poll() is None, "moto did not start"
+                time.sleep(0.05)
+        # Set up while the server still lets anyone in, then turn authentication on for
+        # every request from here on (INITIAL_NO_AUTH_ACTION_COUNT=0, through moto's API).
+        iam = self.client("iam", *_FAKE_CREDENTIALS)
+        iam.create_user(UserName="imgproxy")
+        iam.put_user_policy(UserName="imgproxy", PolicyName="s3", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="imgproxy")["AccessKey"]
+        self.credentials = key["AccessKeyId"], key["SecretAccessKey"]
+        urllib.request.urlopen(urllib.request.Request(
+            f"{self.endpoint}/moto-api/reset-auth", data=b"0", method="POST",
+            headers={"Content-Type": "text/plain"}), timeout=5).close()
+        self.client("s3", *self.credentials).create_bucket(Bucket=BUCKET)
+
+    def client(self, service, key_id, secret):
+        import boto3
+        return boto3.session.Session().client(service, endpoint_url=self.endpoint, region_name=REGION,
+                                              aws_access_key_id=key_id, aws_secret_access_key=secret)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.log.close()
+
+
+# Never anything real: no credentials from the environment, no instance metadata lookups.
+_FAKE_CREDENTIALS = ("AKIAFAKEFAKEFAKEFAKE", "fake-secret")
+_FAKE_ENV = {"AWS_ACCESS_KEY_ID": _FAKE_CREDENTIALS[0], "AWS_SECRET_ACCESS_KEY": _FAKE_CREDENTIALS[1],
+             "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
+             "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    server = Moto(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory):
+    proc, port = start_redis(tmp_path_factory.mktemp("redis"))
+    yield port
+    stop_redis(proc)
+
+
+def s3_store(moto, monkeypatch, secret=None):
+    """An S3Store whose credentials come from the environment, as boto3's chain finds them."""
+    from imgproxy.storage.s3 import S3Store
+    key_id, real_secret = moto.credentials
+    for name, value in _FAKE_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret or real_secret)
+    # every test in a prefix of its own: the bucket outlives the test
+    return S3Store(f"s3://{BUCKET}/t{next(_prefixes)}", endpoint=moto.endpoint, region=REGION,
+                   connect_timeout=2, read_timeout=10)
+
+
+@pytest.fixture(params=["files", "s3", "redis"])
+def store(request, tmp_path, monkeypatch):
+    if request.param == "files":
+        yield FileStore(str(tmp_path / "blobs"))
+    elif request.param == "s3":
+        s3 = s3_store(request.getfixturevalue("moto"), monkeypatch)
+        yield s3
+        s3.close()
+    else:
+        import redis
+
+        from imgproxy.storage.redis import PREFIX, RedisStore
+        port = request.getfixturevalue("redis_port")
+        redis.Redis(port=port).flushall()
+        yield RedisStore(f"redis://127.0.0.1:{port}/0", ttl=0, max_entry_bytes=64 << 20, timeout=5)
+        assert PREFIX
+
+
+def test_round_trip(store):
+    async def scenario():
+        assert await store.get("a/b/thumb") is None
+        assert await store.head("a/b/thumb") is None
+        await store.put("a/b/thumb", b"12345")
+        await store.put("a/b/large", b"")
+        await store.put("a/c/other", b"xyz")
+        assert await store.get("a/b/thumb") == b"12345"
+        assert await store.head("a/b/thumb") == 5
+        assert await store.head("a/b/large") == 0  # empty, but there
+        assert await store.get("a/b/large") == b""
+        assert sorted(await store.list("a/b/")) == ["a/b/large", "a/b/thumb"]
+        assert sorted(await store.list()) == ["a/b/large", "a/b/thumb", "a/c/other"]
+        assert await store.list("zzz") == []
+        await store.put("a/b/thumb", b"replaced")
+        assert await store.get("a/b/thumb") == b"replaced"
+        await store.delete("a/b/thumb")
+        await store.delete("a/b/thumb")  # deleting what is gone is no error
+        assert await store.get("a/b/thumb") is None
+        assert await store.head("a/b/thumb") is None
+        assert sorted(await store.list("a/")) == ["a/b/large", "a/c/other"]
+    asyncio.run(scenario())
+
+
+def test_put_if_absent(store):
+    async def scenario():
+        assert await store.put_if_absent("up/one", b"first") is True
+        assert await store.put_if_absent("up/one", b"second") is False
+        assert await store.get("up/one") == b"first"
+        # two writers at once: exactly one wins, and the blob is whole
+        results = await asyncio.gather(*(store.put_if_absent("up/race", bytes([i]) * 100_000) for i in range(2)))
+        assert sorted(results) == [False, True]
+        assert await store.get("up/race") == bytes([results.index(True)]) * 100_000
+        assert await store.list("up/") in (["up/one", "up/race"], ["up/race", "up/one"])
+    asyncio.run(scenario())
+
+
+def test_large_blob(store):
+    data = os.urandom(5 << 20)
+
+    async def scenario():
+        await store.put("big", data)
+        assert await store.head("big") == len(data)
+        assert await store.get("big") == data
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("key", ["", "..", "../x", "a/../b", "/abs", "a//b", ".hidden", "a b", "é"])
+def test_bad_keys_are_refused_before_any_io(store, key):
+    async def scenario():
+        for call in (store.get(key), store.head(key), store.delete(key), store.put(key, b"x"),
+                     store.put_if_absent(key, b"x")):
+            with pytest.raises(ValueError):
+                await call
+        assert await store.list() == []
+    asyncio.run(scenario())
+
+
+def test_s3_refuses_a_wrong_secret(moto, monkeypatch):
+    store = s3_store(moto, monkeypatch, secret="not-the-secret")
+    try:
+        async def scenario():
+            for call in (store.get("x"), store.head("x"), store.put("x", b"1"),
+                         store.put_if_absent("x", b"1"), store.list(), store.delete("x")):
+                with pytest.raises(StorageError):
+                    await call
+        asyncio.run(scenario())
+    finally:
+        store.close()
+    assert moto.client("s3", *moto.credentials).list_objects_v2(Bucket=BUCKET, Prefix=store.prefix)["KeyCount"] == 0
+
+
+def test_s3_urls(moto, monkeypatch):
+    from imgproxy.storage.s3 import S3Store
+    for url in ("http://bucket/x", "s3://", "s3://bucket/../x", "s3://bucket/p?x=1"):
+        with pytest.raises(ValueError):
+            S3Store(url, endpoint=moto.endpoint)
+    store = S3Store(f"s3://{BUCKET}", endpoint=moto.endpoint)
+    assert store.prefix == ""
+    store.close()
+
