@@ -61,6 +61,13 @@ def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
+def named_host(url: str, allowed_hosts: tuple[str, ...], extra: tuple[str, ...] = ()) -> bool:
+    """The URL's host is one the operator named (allowed_hosts, or `extra` such as the
+    origins or job destinations): the address guard lets such hosts be internal."""
+    hosts = tuple(allowed_hosts) + tuple(extra)
+    return bool(hosts) and host_allowed(url, hosts)
+
+
 def _has_port(entry: str) -> bool:
     # "host:port" or "[v6]:port"; a bare IPv6 address has colons but no port
     head, sep, tail = entry.rpartition(":")

@@ -42,7 +42,7 @@ from ..sources.files import PathRefused, below_root, open_parent
 from ..sources.ftp import BLOCK, FtpTarget, classify, end_session, open_session
 from ..sources.guard import AddressGuard
 from ..sources.paths import SAFE, normalise_path
-from ..urls import MAX_URL_LENGTH, check_url, host_allowed
+from ..urls import MAX_URL_LENGTH, check_url, named_host
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Settings
@@ -170,8 +170,7 @@ def check_destination(url: str, settings: Settings) -> None:
 def _trusted(url: str, settings: Settings) -> bool:
     """The operator named this host: in allowed_hosts, or in job_allowed_destinations (its port)."""
     listed = tuple(_prefix(p).netloc for p in settings.job_allowed_destinations if not p.lower().startswith("file:"))
-    hosts = tuple(settings.allowed_hosts) + listed
-    return bool(hosts) and host_allowed(url, hosts)
+    return named_host(url, settings.allowed_hosts, listed)
 
 
 # --- uploads ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from .. import errors
 from ..errors import Code, ProxyError
-from ..urls import host_allowed
+from ..urls import named_host
 from . import Source, Validators
 from .guard import is_public
 from .paths import normalise_path
@@ -195,11 +195,6 @@ def end_session(ftp: ftplib.FTP) -> None:
         ftp.close()
 
 
-def trusted_source(settings: Settings, url: str, trusted_hosts: tuple[str, ...] = ()) -> bool:
-    hosts = tuple(settings.allowed_hosts) + tuple(trusted_hosts)
-    return bool(hosts) and host_allowed(url, hosts)
-
-
 def classify(e: BaseException) -> tuple[str, bool]:
     """(a one-line reason, whether trying again later may work) for a failed FTP exchange."""
     if isinstance(e, AddressRefused):
@@ -241,7 +236,7 @@ class FtpLoader:
     async def load(self, ref: str, validators: Validators | None = None) -> Source:
         """The file's bytes; `validators` are ignored (FTP has none worth trusting)."""
         target = FtpTarget(ref)
-        trusted = trusted_source(self._settings, ref, self._trusted_hosts)
+        trusted = named_host(ref, self._settings.allowed_hosts, self._trusted_hosts)
         try:
             body = await asyncio.to_thread(self._fetch, target, trusted)
         except ProxyError:

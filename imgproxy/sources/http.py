@@ -13,7 +13,7 @@ from tornado.httpclient import HTTPRequest, HTTPResponse
 
 from .. import __version__, errors
 from ..errors import Code, ProxyError
-from ..urls import check_url, host_allowed
+from ..urls import check_url, named_host
 from . import Source, Validators
 from .guard import AddressGuard
 
@@ -57,11 +57,7 @@ class HttpLoader:
     def _trusted(self, url: str) -> bool:
         s = self._settings
         # Behind an operator's proxy, curl connects to the proxy: the proxy decides.
-        return (bool(s.proxy_host) or bool(s.allowed_hosts and host_allowed(url, s.allowed_hosts))
-                or self._is_trusted_host(url))
-
-    def _is_trusted_host(self, url: str) -> bool:
-        return bool(self._trusted_hosts and host_allowed(url, self._trusted_hosts))
+        return bool(s.proxy_host) or named_host(url, s.allowed_hosts, self._trusted_hosts)
 
     async def load(self, ref: str, validators: Validators | None = None) -> Source | None:
         """The source at URL `ref`; or None when `validators` are given and the origin says 304."""
@@ -91,7 +87,7 @@ class HttpLoader:
         except ProxyError:
             raise errors.origin_failed("Origin redirected to an unsupported URL") from None
         allowed = self._settings.allowed_hosts
-        if allowed and not host_allowed(url, allowed) and not self._is_trusted_host(url):
+        if allowed and not named_host(url, allowed, self._trusted_hosts):
             raise errors.forbidden(Code.HOST, "Origin redirected to a host that is not allowed")
         return url
 
