@@ -87,10 +87,7 @@ def job_too_large(reason: str) -> ProxyError:
 
 
 def not_found(reason: str) -> ProxyError:
-    return ProxyError(404, 0, reason)
-
-
-def no_route(reason: str) -> ProxyError:
+    """No such route, preset, size form or job (a source missing at its origin is source_not_found)."""
     return ProxyError(404, 0, reason)
 
 

@@ -39,7 +39,7 @@ def read_path(raw_path: str, query: Mapping[str, str], settings: Settings) -> Pa
     """`raw_path` as the request line has it (still percent-encoded)."""
     head, _, rest = raw_path.lstrip("/").partition("/")
     if not rest:
-        raise errors.no_route("Not found")
+        raise errors.not_found("Not found")
     for name in FROM_THE_PATH:
         if name in query:
             raise bad_request(Code.OPERATION, f"{name}= cannot be given with a path URL: the path sets it")
@@ -50,7 +50,7 @@ def read_path(raw_path: str, query: Mapping[str, str], settings: Settings) -> Pa
     elif head in dict(settings.presets):
         options, preset = {}, head
     else:
-        raise errors.no_route(f"No preset or size named {head[:64]}")
+        raise errors.not_found(f"No preset or size named {head[:64]}")
     options = presets.layered({**options, **query}, settings, preset)
     return PathRequest(options, normalise_path("/" + rest), head if size else None, preset)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 
 import PIL
-import tornado.web
 from PIL import features
 
-from .. import __version__, security
+from .. import __version__, errors, security
 from ..delivery.conditional import NotModified, etag_matches
 from ..delivery.keys import result_key
 from ..delivery.negotiate import choose_format
@@ -136,7 +135,7 @@ class MetricsHandler(BaseHandler):
 
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
-        raise tornado.web.HTTPError(404, reason="Not found")
+        raise errors.not_found("Not found")
 
 
 ROUTES = [(r"/", ImageHandler), (r"/info", InfoHandler), (r"/health", HealthHandler),
