@@ -16,6 +16,7 @@ from .. import errors
 from ..options.build import build_plan
 from ..options.values import parse_dimension
 from ..plan import Plan
+from ..urls import check_url, host_allowed
 from . import templates
 from .model import JobSpec, Output
 
@@ -60,6 +61,18 @@ def parse_job(body: bytes, settings: Settings) -> JobSpec:
     if callback is not None and not isinstance(callback, str):
         raise errors.job_invalid("callbackURL must be a string")
     return JobSpec(operation, source, outputs, callback)
+
+
+def check_source(url: str, settings: Settings) -> None:
+    """http(s) sources take the query API's URL rules; http(s) and ftp(s) hosts must be
+    in allowed_hosts when it is set (file sources stay below job_file_root)."""
+    if url.lower().startswith(("http://", "https://")):
+        try:
+            check_url(url)
+        except errors.ProxyError as e:
+            raise errors.job_invalid(e.reason, e.code) from None
+    if not url.lower().startswith("file:") and settings.allowed_hosts and not host_allowed(url, settings.allowed_hosts):
+        raise errors.forbidden(errors.Code.HOST, "Source host is not in allowed_hosts")
 
 
 def _string(data: dict, key: str) -> str:

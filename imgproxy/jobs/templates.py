@@ -26,8 +26,9 @@ def unknown_variables(template: str) -> list[str]:
     return [v for v in _VARIABLE.findall(template) if v not in VARIABLES]
 
 
-def needs_size(template: str) -> bool:
-    return "{$width}" in template or "{$height}" in template
+def needs_result(template: str) -> bool:
+    """The name depends on the result's size or format, so the source's header decides it."""
+    return any(name in template for name in ("{$width}", "{$height}", "{$ext}", "{$extension}"))
 
 
 def expand(template: str, width: int, height: int, source_url: str, fmt: str) -> str:

@@ -10,10 +10,9 @@ import tornado.web
 
 from .. import errors, signature
 from ..errors import Code
-from ..jobs import templates
+from ..jobs import destinations, templates
 from ..jobs.model import JobRecord, status_document
-from ..jobs.spec import MAX_BODY, parse_job, plan_for, raster_sizes
-from ..urls import check_url, host_allowed
+from ..jobs.spec import MAX_BODY, check_source, parse_job, plan_for, raster_sizes
 from .replies import BaseHandler
 
 
@@ -46,7 +45,7 @@ class JobsHandler(BaseHandler):
         if not signature.verify_job(settings.job_key, body, self.request.headers.get("X-Signature")):
             raise errors.forbidden(Code.SIGNATURE, "Missing or invalid X-Signature")
         spec = parse_job(body, settings)
-        check_job_source(spec.source, settings)
+        check_source(spec.source, settings)
         destinations = await self._destinations(spec)
         job_id = secrets.token_hex(16)  # 128 random bits
         record = JobRecord(job_id, spec, destinations=destinations, created=time.time())
@@ -62,11 +61,10 @@ class JobsHandler(BaseHandler):
         """Every destination as it will be written: exact, so the source's header is read
         first when a name depends on the result's size or format."""
         settings, render = self.app.imgproxy_settings, self.app.services.render
-        check = self.app.services.check_destination
         names = [o.destination for o in spec.outputs]
         predicted = None
         placeholders = any(o.placeholder for o in spec.outputs)
-        if placeholders or any(templates.needs_size(n) or "{$ext" in n for n in names):
+        if placeholders or any(templates.needs_result(n) for n in names):
             plans = [plan_for(o, spec.operation, settings) for o in spec.outputs]
             if spec.operation == "rasterize":
                 predicted = await render.predict_raster(await render.load(spec.source), raster_sizes(spec), plans)
@@ -76,28 +74,16 @@ class JobsHandler(BaseHandler):
         for i, name in enumerate(names):
             width, height, fmt = predicted[i] if predicted else (0, 0, "")
             url = templates.expand(name, width, height, spec.source, fmt)
-            check(url, settings)
+            destinations.check_destination(url, settings)
             expanded.append(url)
         if spec.callback:
-            check(spec.callback, settings)
+            destinations.check_destination(spec.callback, settings)
         for output, url, (width, height, fmt) in zip(spec.outputs, expanded, predicted or []):
             if output.placeholder:  # imgserve's: something at the name at once; the result replaces it
                 image = await render.placeholder(width, height, fmt)
-                await self.app.services.deliver(url, image.body, image.content_type, settings=settings,
-                                                method=output.method, field_name=output.field_name)
+                await destinations.deliver(url, image.body, image.content_type, settings=settings,
+                                           method=output.method, field_name=output.field_name)
         return expanded
-
-
-def check_job_source(url: str, settings) -> None:
-    """http(s) sources take the query API's URL rules; http(s) and ftp(s) hosts must be
-    in allowed_hosts when it is set (file sources stay below job_file_root)."""
-    if url.lower().startswith(("http://", "https://")):
-        try:
-            check_url(url)
-        except errors.ProxyError as e:
-            raise errors.job_invalid(e.reason, e.code) from None
-    if not url.lower().startswith("file:") and settings.allowed_hosts and not host_allowed(url, settings.allowed_hosts):
-        raise errors.forbidden(Code.HOST, "Source host is not in allowed_hosts")
 
 
 class JobStatusHandler(BaseHandler):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import urlsplit
 
 from ..config import Settings
@@ -40,8 +39,6 @@ class Services:
     results: Results
     jobs: JobQueue | None = None  # with jobs = True
     job_runner: JobRunner | None = None
-    check_destination: Callable[[str, Settings], None] | None = None
-    deliver: Callable | None = None
 
 
 def make_result_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
@@ -85,8 +82,6 @@ def make_services(settings: Settings, pool: Pool, metrics: Metrics) -> Services:
         queue = make_job_queue(settings)
         services.jobs = queue
         services.job_runner = JobRunner(settings, queue, render, destinations.deliver, callback_for(settings))
-        services.check_destination = destinations.check_destination
-        services.deliver = destinations.deliver
     return services
 
 
