@@ -94,11 +94,7 @@ def read_header(img: Image.Image) -> SourceHeader:
 
 def exif_orientation(img: Image.Image) -> int:
     """Clockwise degrees the EXIF Orientation tag asks for; 0 if none or unreadable."""
-    try:
-        value = img.getexif().get(_ORIENTATION_TAG)
-    except Exception:  # broken EXIF must not fail the image: it just is not rotated
-        return 0
-    return _ORIENTATION_DEGREES.get(value, 0) if isinstance(value, int) else 0
+    return _ORIENTATION_DEGREES.get(orientation_tag(img), 0)
 
 
 def load(img: Image.Image, min_size: tuple[int, int] | None = None) -> Image.Image:
