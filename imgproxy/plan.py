@@ -31,7 +31,8 @@ Position = Union[tuple[float, float], str]  # ratios, or FACE
 
 # Bump when the canonical form, or what the same form renders to, changes.
 # 2: compositing onto bg as Pilbox does, Pilbox's rotate corners, auto_orient, Resize.enlarge.
-CANONICAL_VERSION = 2
+# 3: Save.srgb.
+CANONICAL_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class Save:
     progressive: bool = False
     preserve_exif: bool = False
     background: Color = TRANSPARENT_WHITE
+    srgb: bool = False  # convert to sRGB and drop the colour profile (the upload store's variants)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from .. import errors
 from ..plan import Operation, Plan, Resize, Rotate, Save
-from . import decode, encode, svg
+from . import colour, decode, encode, svg
 from .operations import KINDS, ORIENTATIONS, Orient, Size, paints_background
 from .settings import ImagingSettings
 
@@ -114,6 +114,9 @@ def _render(img: Image.Image, plan: Plan, step: _Steps, settings: ImagingSetting
         # The thumbnail shows the source before any operation; GPS is where it was taken.
         exif = decode.strip_exif(exif, gps=settings.strip_gps)
         header = dataclasses.replace(header, exif=exif)
+    if plan.save.srgb and header.icc_profile:
+        img = colour.to_srgb(img, header.icc_profile)
+        header = dataclasses.replace(header, icc_profile=None)
     body, fmt = encode.encode(img, plan.save, header, settings, painted)
     return Rendered(body, encode.content_type(fmt), fmt, img.size[0], img.size[1])
 
