@@ -3,7 +3,7 @@
 The result cache keeps rendered images in one (files.py on local disk, redis.py
 shared between servers); the upload store and file destinations use the same
 protocol, and S3 is one more backend. A key is a few `/`-separated segments of
-letters, digits, `.`, `_` and `-`, checked by every backend (check_key), so
+letters, digits, `.`, `_`, `-` and `!`, checked by every backend (check_key), so
 nothing a client sends becomes a path or object name unchecked.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._!-]{0,127}\Z")  # "!": the store's 75x75! sizes
 MAX_SEGMENTS = 8
 
 

@@ -17,23 +17,31 @@ from . import StorageError, check_key
 
 
 class FileStore:
-    def __init__(self, root: str, max_bytes: int | None = None):
+    def __init__(self, root: str, max_bytes: int | None = None, fan_out: bool = True,
+                 file_mode: int | None = None):
+        """`fan_out`: file each name under its first two characters (keys that spread by
+        themselves, like the upload store's, say False and keep the key's own folders).
+        `file_mode`: the files' permissions (0o644 for a web server to read); else private.
+        Without `max_bytes` nothing is counted and nothing is read at start."""
         self.root = root
         self.max_bytes = max_bytes
+        self.fan_out = fan_out
+        self.file_mode = file_mode
         self._sizes: collections.OrderedDict[str, int] = collections.OrderedDict()  # oldest first
         self._total = 0
         self._lock = threading.Lock()
         os.makedirs(root, exist_ok=True)
-        self._scan()
+        if max_bytes is not None:
+            self._scan()
 
     def _path(self, key: str) -> str:
         *folders, name = check_key(key)
         # Fan out by the name's first two characters: no folder grows to millions of files.
-        return os.path.join(self.root, *folders, name[:2], name)
+        return os.path.join(self.root, *folders, *([name[:2]] if self.fan_out else []), name)
 
     def _key(self, path: str) -> str:
-        *folders, _, name = os.path.relpath(path, self.root).split(os.sep)
-        return "/".join([*folders, name])
+        parts = os.path.relpath(path, self.root).split(os.sep)
+        return "/".join(parts[:-2] + parts[-1:] if self.fan_out else parts)
 
     def _scan(self) -> None:
         """Rebuild sizes and recency from the files, after a restart."""
@@ -68,6 +76,8 @@ class FileStore:
         await asyncio.to_thread(self._delete, key)
 
     async def list(self, prefix: str = "") -> list[str]:
+        if self.max_bytes is None:
+            return await asyncio.to_thread(self._walk, prefix)
         with self._lock:
             return [k for k in self._sizes if k.startswith(prefix)]
 
@@ -127,12 +137,28 @@ class FileStore:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".")
         try:
+            if self.file_mode is not None:
+                os.fchmod(fd, self.file_mode)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
         except BaseException:
             _remove(tmp)
             raise
         return tmp
+
+    def _walk(self, prefix: str) -> list[str]:
+        """Keys under `prefix` read from the disk (an unbounded store keeps no index)."""
+        folder, _, _ = prefix.rpartition("/")
+        if folder:
+            check_key(folder)
+        found = []
+        for path_folder, _, names in os.walk(os.path.join(self.root, *folder.split("/") if folder else [])):
+            for name in names:
+                if not name.startswith("."):
+                    key = self._key(os.path.join(path_folder, name))
+                    if key.startswith(prefix):
+                        found.append(key)
+        return sorted(found)
 
     def _head(self, key: str) -> int | None:
         try:
@@ -154,6 +180,14 @@ class FileStore:
         with self._lock:
             self._total -= self._sizes.pop(key, 0)
         _remove(path)
+        if not self.fan_out:  # the key's own folders: emptied ones go too, up to the root
+            folder = os.path.dirname(path)
+            while folder != self.root and folder.startswith(self.root + os.sep):
+                try:
+                    os.rmdir(folder)
+                except OSError:  # not empty (or gone): the rest above stays
+                    break
+                folder = os.path.dirname(folder)
 
     def _evict(self) -> None:
         while self.max_bytes is not None and self._total > self.max_bytes and self._sizes:
