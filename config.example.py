@@ -111,3 +111,18 @@
 # job_credentials = {}         # FTP passwords by "host" or "host:port", e.g. {"ftp.example.com": "s3cret"};
 #                              #   the user name comes from the URL (ftp://bob@ftp.example.com/...)
 # job_file_root = None         # file:// sources and destinations must be below this directory
+
+# --- the upload store (POST /images; off unless store_dir or store_url is set) ---
+# store_dir = None                 # directory of originals, variants and sizes (the embedded default)
+# store_url = None                 # or "s3://bucket/prefix" (install with the s3 extra)
+# store_s3_endpoint = None         # an S3-compatible server's URL; unset = AWS
+# store_s3_region = None
+# store_token = None               # required with a store: "Authorization: Bearer <token>" for writes
+# store_db = "imgproxy-state/store.sqlite3"   # image records on one node
+# store_meta_url = None            # "redis://host:6379/0": records shared by several nodes
+# store_variants = {"thumbnail": {"size": "150x150", "format": "webp", "quality": 80}, "medium": {"size": "800x800", "format": "webp", "quality": 85}, "large": {"size": "1920x1920", "quality": 90}}
+# store_sizes = ()                 # e.g. ("240x160", "75x75!"): others need a signature
+# store_serve_original = True
+# store_signed_reads = False       # True: every read by ID is signed like a path URL
+# store_public_browsing = False    # True: listing, next, previous, random without the token
+# max_upload_bytes = 20000000

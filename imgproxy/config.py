@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import ProxyError
 from .options import values
-from .plan import OPERATIONS, POSITIONS, Position
+from .plan import AUTO, OPERATIONS, POSITIONS, Position
 
 
 class ConfigError(Exception):
@@ -166,6 +166,56 @@ def _sizes(value: Any) -> tuple[str, ...]:
         if not values.SIZE.match(size):
             raise ValueError(f"bad size {size!r}: WxH or WxH! (W or H may be 0)")
     return sizes
+
+
+# Words after /images/<id>/ that are the store's own, never a variant.
+STORE_WORDS = ("original", "next", "previous", "random", "browse")
+_VARIANT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
+DEFAULT_VARIANTS = (("thumbnail", "150x150", "WEBP", 80), ("medium", "800x800", "WEBP", 85),
+                    ("large", "1920x1920", None, 90))
+
+
+def _variants(value: Any) -> tuple[tuple[str, str, str | None, int | None], ...]:
+    """name -> {"size": "150x150", "format": "webp", "quality": 80} in a config file
+    (format and quality optional; no format keeps the original's); on the command line
+    name:size[:format[:quality]] separated by ';'. Kept as (name, size, format, quality)."""
+    if isinstance(value, dict):
+        items = []
+        for name, spec in value.items():
+            if not isinstance(spec, dict) or set(spec) - {"size", "format", "quality"} or "size" not in spec:
+                raise ValueError(f"variant {name!r}: expected {{'size': ..., 'format': ..., 'quality': ...}}")
+            items.append((name, spec["size"], spec.get("format"), spec.get("quality")))
+    else:
+        items = []
+        for item in str(value).split(";"):
+            if item.strip():
+                parts = item.split(":")
+                if not 2 <= len(parts) <= 4:
+                    raise ValueError("expected name:size[:format[:quality]];...")
+                items.append(tuple(parts) + (None,) * (4 - len(parts)))
+    found = []
+    for name, size, fmt, quality in items:
+        name, size = str(name).strip(), str(size).strip()
+        if not _VARIANT_NAME.match(name) or name in STORE_WORDS:
+            raise ValueError(f"bad variant name {name!r}: lowercase letters, digits, _ and -, starting "
+                             f"with a letter, and not one of {', '.join(STORE_WORDS)}")
+        if not values.SIZE.match(size) or size.rstrip("!") in ("0x0",):
+            raise ValueError(f"variant {name!r}: bad size {size!r}: WxH or WxH!")
+        fmt = values.parse_format(str(fmt).strip()) if fmt not in (None, "") else None
+        if fmt == AUTO:
+            raise ValueError(f"variant {name!r}: a stored variant has one format, not auto")
+        quality = _encoder_quality(quality) if quality not in (None, "") else None
+        found.append((name, size, fmt, quality))
+    if len({f[0] for f in found}) != len(found):
+        raise ValueError("two variants have the same name")
+    return tuple(found)
+
+
+def _s3_url(value: Any) -> str | None:
+    text = _str(value)
+    if text and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,62}(/[A-Za-z0-9._/-]*)?", text):
+        raise ValueError("expected s3://bucket or s3://bucket/prefix")
+    return text
 
 
 def _redis_url(value: Any) -> str | None:
@@ -345,6 +395,29 @@ class Settings:
     job_file_root: str | None = _option(None, _directory,
                                         "directory file:// job sources and destinations must be under; unset = off")
 
+    # the upload store (POST /images)
+    store_dir: str | None = _option(None, _str, "directory of the upload store; unset = no store (or store_url)")
+    store_url: str | None = _option(None, _s3_url, "s3://bucket/prefix of an upload store on S3")
+    store_s3_endpoint: str | None = _option(None, _url_base, "endpoint of an S3-compatible server; unset = AWS")
+    store_s3_region: str | None = _option(None, _str, "S3 region; unset = the AWS chain's")
+    store_token: str | None = _option(None, _str, "Bearer token that uploads, deletes and browsing need",
+                                      secret=True)
+    store_db: str = _option("imgproxy-state/store.sqlite3", _str, "SQLite file of the store's image records")
+    store_meta_url: str | None = _option(None, _redis_url,
+                                         "redis://... of image records shared by several nodes")
+    store_variants: tuple[tuple[str, str, str | None, int | None], ...] = _option(
+        DEFAULT_VARIANTS, _variants, "named variants made on upload: name:size[:format[:quality]];...")
+    store_sizes: tuple[str, ...] = _option((), _sizes, "WxH / WxH! sizes of stored images anyone may ask for; "
+                                           "unset = any (others need a signature)")
+    store_serve_original: bool = _option(True, _bool, "serve /images/<id>/original, the bytes as uploaded")
+    store_signed_reads: bool = _option(False, _bool, "reads by ID need a signature (client_key) too")
+    store_public_browsing: bool = _option(False, _bool, "list, next, previous and random without the token")
+    max_upload_bytes: int = _option(20_000_000, _positive(_integer), "largest upload in bytes")
+
+    @property
+    def store(self) -> bool:
+        return bool(self.store_dir or self.store_url)
+
     @property
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -432,6 +505,12 @@ def load(argv: Sequence[str] = (), **overrides: Any) -> Settings:
     settings = Settings(**values)
     if settings.jobs and not settings.job_key:
         raise ConfigError("option 'job_key' is required when jobs is on: every job request is signed with it")
+    if settings.store_dir and settings.store_url:
+        raise ConfigError("options 'store_dir' and 'store_url' are both set: the store is on disk or on S3")
+    if settings.store and not settings.store_token:
+        raise ConfigError("option 'store_token' is required with a store: uploads and deletes need it")
+    if settings.store_signed_reads and not settings.client_key:
+        raise ConfigError("option 'store_signed_reads' needs client_key to sign with")
     return settings
 
 
@@ -453,6 +532,9 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, float) for v in value):
         names = {ratios: name for name, ratios in POSITIONS.items()}
         return names.get(value, f"{value[0]:g},{value[1]:g}")
+    if isinstance(value, tuple) and isinstance(value[0], tuple) and len(value[0]) == 4:  # variants
+        return ";".join(f"{name}:{size}:{(fmt or '').lower()}:{quality or ''}".rstrip(":")
+                        for name, size, fmt, quality in value)
     if isinstance(value, tuple) and isinstance(value[0], tuple):  # presets
         return ";".join(f"{name}:{query}" for name, query in value)
     if isinstance(value, tuple):

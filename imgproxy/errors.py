@@ -28,6 +28,7 @@ class Code(IntEnum):
     SIGNATURE = 101
     CLIENT = 102
     HOST = 103
+    TOKEN = 104
     IMAGE_FORMAT = 201
     IMAGE_SAVE = 202
     IMAGE_TOO_LARGE = 203
@@ -40,6 +41,7 @@ class Code(IntEnum):
     WORKER_FAILED = 502
     DEADLINE = 504
     JOB = 601
+    STORE = 701
 
 
 class ProxyError(Exception):
@@ -66,6 +68,15 @@ def bad_request(code: Code, reason: str) -> ProxyError:
 
 def forbidden(code: Code, reason: str) -> ProxyError:
     return ProxyError(403, code, reason)
+
+
+def unauthorized(reason: str) -> ProxyError:
+    """A write to the store without its token (the reply says Bearer)."""
+    return ProxyError(401, Code.TOKEN, reason)
+
+
+def upload_too_large(reason: str) -> ProxyError:
+    return ProxyError(413, Code.STORE, reason)
 
 
 def job_unparsable(reason: str) -> ProxyError:

@@ -97,3 +97,19 @@ def _only_presets(options: Mapping[str, str], allowed: tuple[str, ...], where: s
     if extra:
         raise forbidden(Code.OPERATION, f"Only presets and fmt may be used without a signature on {where}; "
                         f"not {extra[0]}=")
+
+
+def check_store_read(raw_path: str, raw_query: str, settings: Settings, size: str | None = None,
+                     rendering: bool = False) -> None:
+    """A read of a stored image by ID. Knowing the ID is enough, except: every read with
+    store_signed_reads; a size outside a non-empty store_sizes (or any size under presets_only
+    with no list); a query-API rendering when there is a key to sign with, or under presets_only."""
+    if _signed(settings, raw_query, raw_path):
+        return
+    if settings.store_signed_reads:
+        raise forbidden(Code.SIGNATURE, "Invalid signature: reads of stored images are signed")
+    if size is not None and (size not in settings.store_sizes if settings.store_sizes else settings.presets_only):
+        allowed = ", ".join(settings.store_sizes) or "none without a signature"
+        raise forbidden(Code.DIMENSIONS, f"Size {size} is not allowed (sizes: {allowed})")
+    if rendering and (settings.client_key or settings.presets_only):
+        raise forbidden(Code.SIGNATURE, "Invalid signature")

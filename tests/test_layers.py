@@ -17,7 +17,7 @@ LAYERS = [
     ["imgproxy.config"],
     ["imgproxy.options", "imgproxy.security", "imgproxy.sources", "imgproxy.pool", "imgproxy.metrics"],
     ["imgproxy.render"],
-    ["imgproxy.delivery", "imgproxy.jobs"],
+    ["imgproxy.delivery", "imgproxy.jobs", "imgproxy.store"],
     ["imgproxy.server", "imgproxy.cli", "imgproxy.__main__", "imgproxy.image", "imgproxy.worker_preload"],
 ]
 

@@ -50,8 +50,12 @@ def backoff(attempts: int, base: float) -> float:
 
 class JobRunner:
     def __init__(self, settings: Settings, queue: JobQueue, render: RenderService, deliver: Deliver,
-                 notify: Callable[[JobRecord], Awaitable[None]] | None = None):
+                 notify: Callable[[JobRecord], Awaitable[None]] | None = None,
+                 tasks: dict[str, Callable[[JobRecord], Awaitable[None]]] | None = None):
+        """`tasks`: other work kept in the same queue, by its operation name (the upload
+        store's background variants), with the same leases and retries."""
         self.settings = settings
+        self.tasks = tasks or {}
         self.queue = queue
         self.render = render
         self.deliver = deliver
@@ -132,6 +136,9 @@ class JobRunner:
 
     async def _execute(self, record: JobRecord) -> tuple[list[dict], list[str]]:
         spec: JobSpec = record.spec
+        if spec.operation in self.tasks:
+            await self.tasks[spec.operation](record)
+            return [], []
         source = await self.render.load(spec.source)
         plans = [plan_for(output, spec.operation, self.settings) for output in spec.outputs]
         if spec.operation == "rasterize":

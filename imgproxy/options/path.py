@@ -55,14 +55,19 @@ def read_path(raw_path: str, query: Mapping[str, str], settings: Settings) -> Pa
     return PathRequest(options, normalise_path("/" + rest), head if size else None, preset)
 
 
-def _size_options(size, rest: str) -> tuple[dict[str, str], str]:
-    width, height, exact = size.groups()
+def size_options(size: str) -> dict[str, str]:
+    """A size (`WxH` or `WxH!`, already matched by SIZE) as the query API's options."""
+    width, height, exact = SIZE.match(size).groups()
     if int(width) == 0 and int(height) == 0:
         raise bad_request(Code.DIMENSIONS, "Invalid size: 0x0")
     # With a side at 0 the box already has the source's shape: scale to it, so 300x0 is 300 wide.
     mode = "scale" if not (int(width) and int(height)) else "crop" if exact else "clip"
-    options = {"op": "resize", "mode": mode, "enlarge": "0",
-               "w": width if int(width) else "", "h": height if int(height) else ""}
+    return {"op": "resize", "mode": mode, "enlarge": "0",
+            "w": width if int(width) else "", "h": height if int(height) else ""}
+
+
+def _size_options(size, rest: str) -> tuple[dict[str, str], str]:
+    options = size_options(size.group(0))
     parts = rest.split("/", 2)
     if len(parts) == 3 and all(_CORNER.match(p) and not p.endswith("!") for p in parts[:2]):
         (left, top), (right, bottom) = (map(int, p.split("x")) for p in parts[:2])

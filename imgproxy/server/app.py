@@ -17,6 +17,7 @@ from ..pool import Pool
 from ..sources.paths import check_base
 from . import handlers
 from . import jobs as jobs_routes
+from . import store as store_routes
 from .replies import log_request
 from .services import Services, make_services, origin_bases
 
@@ -35,6 +36,8 @@ def routes(settings: Settings) -> list:
     found = list(handlers.ROUTES)
     if settings.jobs:
         found[-1:-1] = jobs_routes.ROUTES
+    if settings.store:
+        found[-1:-1] = store_routes.ROUTES
     return found
 
 
@@ -82,7 +85,11 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await pool.close(grace=0)
         raise StartupError(str(e)) from None
     metrics.watch_pool(pool.stats)
-    services = make_services(settings, pool, metrics)
+    try:
+        services = make_services(settings, pool, metrics)
+    except (ImportError, OSError, ValueError) as e:  # a store or queue that cannot be opened
+        await pool.close(grace=0)
+        raise StartupError(f"cannot start: {type(e).__name__}: {e}") from None
     app = Application(settings, services)
     if services.job_runner is not None:
         services.job_runner.start()
@@ -110,6 +117,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     if services.job_runner is not None:
         await services.job_runner.stop(grace=max(0.0, deadline - loop.time()))
         services.jobs.close()
+    if services.store is not None:
+        services.store.records.close()
     await pool.close(grace=max(1.0, deadline - loop.time()))
     await server.close_all_connections()
     services.render.loader.close()

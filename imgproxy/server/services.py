@@ -26,6 +26,8 @@ from ..sources.origins import OriginsLoader
 from ..sources.router import SourceRouter
 from ..storage.files import FileStore
 from ..storage.redis import RedisStore
+from ..store.metadata import Records, SqliteRecords
+from ..store.service import TASK, StoreService
 
 log = logging.getLogger("imgproxy.server")
 
@@ -37,8 +39,9 @@ class Services:
     metrics: Metrics
     render: RenderService
     results: Results
-    jobs: JobQueue | None = None  # with jobs = True
+    jobs: JobQueue | None = None  # with jobs = True, or a store (its background variants)
     job_runner: JobRunner | None = None
+    store: StoreService | None = None
 
 
 def make_result_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
@@ -78,11 +81,31 @@ def make_loader(settings: Settings, metrics: Metrics) -> CachingLoader:
 def make_services(settings: Settings, pool: Pool, metrics: Metrics) -> Services:
     render = RenderService(settings, make_loader(settings, metrics), pool, metrics)
     services = Services(pool, metrics, render, Results(render, make_result_cache(settings, metrics)))
-    if settings.jobs:
+    if settings.jobs or settings.store:
         queue = make_job_queue(settings)
         services.jobs = queue
-        services.job_runner = JobRunner(settings, queue, render, destinations.deliver, callback_for(settings))
+        tasks = {}
+        if settings.store:
+            services.store = StoreService(settings, render, make_store_blobs(settings), make_store_records(settings),
+                                          queue, wake=lambda: services.job_runner.wake())
+            tasks[TASK] = services.store.run_task
+        services.job_runner = JobRunner(settings, queue, render, destinations.deliver, callback_for(settings), tasks)
     return services
+
+
+def make_store_blobs(settings: Settings):
+    if settings.store_url:
+        from ..storage.s3 import S3Store  # boto3: only with an S3 store
+        return S3Store(settings.store_url, settings.store_s3_endpoint, settings.store_s3_region)
+    # Files a web server can read (the README's NGINX block serves hits without Python).
+    return FileStore(settings.store_dir, fan_out=False, file_mode=0o644)
+
+
+def make_store_records(settings: Settings) -> Records:
+    if settings.store_meta_url:
+        from ..store.metadata_redis import RedisRecords
+        return RedisRecords(settings.store_meta_url)
+    return SqliteRecords(settings.store_db)
 
 
 def callback_for(settings: Settings):

@@ -1,0 +1,243 @@
+"""The upload store's routes: POST /images, GET /images/<id>[/<variant or size>[/<file name>]],
+DELETE /images/<id>, and browsing. Writes and browsing need `store_token` (Bearer)."""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import unquote
+
+import tornado.httputil
+import tornado.web
+
+from .. import errors, security
+from ..delivery.conditional import etag_matches
+from ..delivery.negotiate import choose_format
+from ..errors import Code
+from ..options.presets import layered
+from ..options.query import parse_query
+from ..store.ids import PATTERN as ID
+from ..store.records import document, image_path, summary
+from ..store.service import Stored
+from ..store.sizes import is_size
+from .replies import BaseHandler
+
+IMMUTABLE = "public, max-age=31536000, immutable"  # an ID's bytes never change
+FORM_OVERHEAD = 64 * 1024  # a multipart form's boundaries and fields, beyond the image itself
+MAX_PAGE = 1000
+
+
+class StoreHandler(BaseHandler):
+    @property
+    def store(self):
+        return self.app.services.store
+
+    def check_token(self) -> None:
+        given = self.request.headers.get("Authorization", "")
+        scheme, _, token = given.partition(" ")
+        expected = self.app.imgproxy_settings.store_token
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+            self._authenticate = True  # kept on the error reply (set_default_headers)
+            raise errors.unauthorized("Missing or invalid store token (Authorization: Bearer ...)")
+
+    def check_browsing(self) -> None:
+        if not self.app.imgproxy_settings.store_public_browsing:
+            self.check_token()
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        if getattr(self, "_authenticate", False):
+            self.set_header("WWW-Authenticate", 'Bearer realm="imgproxy"')
+
+    def reply_json(self, status: int, body: dict) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(status, body)
+
+    def send_stored(self, stored: Stored | str) -> None:
+        etag = stored if isinstance(stored, str) else stored.etag
+        self.set_header("ETag", etag)
+        self.set_header("Cache-Control", IMMUTABLE)
+        if isinstance(stored, str) or etag_matches(self.request.headers.get("If-None-Match"), etag):
+            self.set_status(304)
+            self.finish()
+            return
+        self.set_header("Content-Type", stored.content_type)
+        self.app.services.metrics.sent_bytes.inc(len(stored.body))
+        self.finish(stored.body)
+
+
+@tornado.web.stream_request_body
+class ImagesHandler(StoreHandler):
+    """POST /images: an upload (raw body or a form's `image` field); GET /images: a page of IDs."""
+
+    def prepare(self) -> None:
+        self._body = bytearray()
+        self._too_large = False
+        if self.request.method != "POST":
+            return
+        self.check_token()  # before a byte of the body is read
+        limit = self.app.imgproxy_settings.max_upload_bytes + FORM_OVERHEAD
+        # Room to read (and drop) a chunked body somewhat over the limit, so it gets its 413.
+        self.request.connection.set_max_body_size(2 * limit)
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > limit:
+            self._too_large = True
+            raise self._too_large_error()
+
+    def _too_large_error(self):
+        return errors.upload_too_large(f"An upload is at most {self.app.imgproxy_settings.max_upload_bytes} bytes")
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._too_large:
+            return
+        if len(self._body) + len(chunk) > self.app.imgproxy_settings.max_upload_bytes + FORM_OVERHEAD:
+            self._too_large = True
+            self._body = bytearray()
+            return
+        self._body.extend(chunk)
+
+    async def post(self) -> None:
+        await self.answer(self._upload())
+
+    async def _upload(self) -> None:
+        if self._too_large:
+            raise self._too_large_error()
+        body, title = self._image_and_title()
+        if len(body) > self.app.imgproxy_settings.max_upload_bytes:
+            raise self._too_large_error()
+        background = self.get_query_argument("async", "0") not in ("0", "", "false")
+        record = await self.store.upload(body, title, background)
+        self.set_header("Location", image_path(record.id))
+        doc = document(record, self.app.imgproxy_settings.store_serve_original)
+        self.reply_json(202 if record.state == "pending" else 201, doc)
+
+    def _image_and_title(self) -> tuple[bytes, str | None]:
+        body = bytes(self._body)
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type.lower().startswith("multipart/form-data"):
+            fields: dict = {}
+            files: dict = {}
+            tornado.httputil.parse_body_arguments(content_type, body, fields, files)
+            if not files.get("image"):
+                raise errors.bad_request(Code.STORE, "The form has no file field named image")
+            title = fields.get("title", [b""])[0].decode("utf-8", "replace") or None
+            return files["image"][0].body, title
+        return body, self.get_query_argument("title", None)
+
+    async def get(self) -> None:
+        await self.answer(self._list())
+
+    head = get
+
+    async def _list(self) -> None:
+        self.check_browsing()
+        after = self.get_query_argument("after", None) or None
+        limit_text = self.get_query_argument("limit", "50")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
+            raise errors.bad_request(Code.STORE, f"limit must be a whole number from 1 to {MAX_PAGE}")
+        limit = int(limit_text)
+        records = await self.store.records.page(after, limit + 1)
+        if records is None:
+            raise errors.not_found("No such image (after=)")
+        more = len(records) > limit
+        records = records[:limit]
+        self.reply_json(200, {"images": [summary(r) for r in records],
+                              "next": records[-1].id if more else None})
+
+
+class ImageHandler(StoreHandler):
+    """GET /images/<id>: the record as JSON, or with query-API parameters the image rendered;
+    DELETE /images/<id>."""
+
+    async def get(self, image_id: str) -> None:
+        await self.answer(self._get(image_id))
+
+    head = get
+
+    async def _get(self, image_id: str) -> None:
+        settings, store = self.app.imgproxy_settings, self.store
+        options = {k: v for k, v in parse_query(self.request.query).items() if k != "sig"}
+        security.check_store_read(self.request.path, self.request.query, settings, rendering=bool(options))
+        record = await store.record(image_id)
+        if not options:
+            self.reply_json(200, document(record, settings.store_serve_original))
+            return
+        if "url" in options:
+            raise errors.bad_request(Code.URL, "A stored image is its own source: no url=")
+        plan = store.query_plan(layered(options, settings, options.get("preset") or None))
+        plan, varies = choose_format(plan, self.request.headers.get("Accept"))
+        if varies:
+            self.set_vary("Accept")
+        name = "q-" + store.query_name(plan)
+        self.send_stored(await store.image(record, name, plan, self.request.headers.get("If-None-Match")))
+
+    async def delete(self, image_id: str) -> None:
+        await self.answer(self._delete(image_id))
+
+    async def _delete(self, image_id: str) -> None:
+        self.check_token()
+        await self.store.delete(image_id)
+        self.set_status(204)
+        self.finish()
+
+
+class StoredImageHandler(StoreHandler):
+    """GET /images/<id>/<original | variant | WxH | WxH!>[/<file name>]."""
+
+    async def get(self, image_id: str, name: str) -> None:
+        await self.answer(self._get(image_id, unquote(name)))
+
+    head = get
+
+    async def _get(self, image_id: str, name: str) -> None:
+        settings, store = self.app.imgproxy_settings, self.store
+        size = name if is_size(name) else None
+        security.check_store_read(self.request.path, self.request.query, settings, size=size)
+        record = await store.record(image_id)
+        if name == "original":
+            if not settings.store_serve_original:
+                raise errors.not_found("Originals are not served")
+            self.send_stored(await store.original(record))
+            return
+        if size is not None:
+            plan = store.size_plan(size)
+            plan, varies = choose_format(plan, self.request.headers.get("Accept"))
+            if varies:
+                self.set_vary("Accept")
+        else:
+            plan = store.variant_plan(name)
+        self.send_stored(await store.image(record, name, plan, self.request.headers.get("If-None-Match")))
+
+
+class NeighbourHandler(StoreHandler):
+    """GET /images/<id>/next and /previous: {"id": ...} in upload order, or 404 at the end."""
+
+    async def get(self, image_id: str, direction: str) -> None:
+        await self.answer(self._get(image_id, direction))
+
+    async def _get(self, image_id: str, direction: str) -> None:
+        self.check_browsing()
+        found = await self.store.records.neighbour(image_id, later=direction == "next")
+        if found is None:
+            raise errors.not_found(f"No {direction} image")
+        self.reply_json(200, {"id": found})
+
+
+class RandomHandler(StoreHandler):
+    async def get(self) -> None:
+        await self.answer(self._get())
+
+    async def _get(self) -> None:
+        self.check_browsing()
+        found = await self.store.records.random()
+        if found is None:
+            raise errors.not_found("The store is empty")
+        self.reply_json(200, {"id": found})
+
+
+ROUTES = [
+    (r"/images", ImagesHandler),
+    (r"/images/random", RandomHandler),
+    (rf"/images/({ID})", ImageHandler),
+    (rf"/images/({ID})/(next|previous)", NeighbourHandler),
+    (rf"/images/({ID})/([^/]+)(?:/[^/]+)?", StoredImageHandler),
+]
