@@ -6,83 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
-from support import free_port, start_redis, stop_redis
+from support import _FAKE_ENV, BUCKET, REGION, Moto, start_redis, stop_redis
 
 from imgproxy.storage import StorageError
 from imgproxy.storage.files import FileStore
 
-BUCKET = "imgproxy-test"
-REGION = "us-east-1"
 _prefixes = itertools.count()
-
-
-class Moto:
-    """moto's standalone server in a process of its own, with an IAM user allowed s3:*."""
-
-    def __init__(self, folder):
-        pytest.importorskip("boto3")  # the S3 tests need the s3 and test extras; the rest do not
-        pytest.importorskip("moto")
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log = open(os.path.join(folder, "moto.log"), "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **_FAKE_ENV})
-        try:
-            self._set_up()
-        except BaseException:
-            self.stop()  # a failed set-up leaves no server behind
-            raise
-
-    def _set_up(self):
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and self.process.poll() is None, "moto did not start"
-                time.sleep(0.05)
-        # Set up while the server still lets anyone in, then turn authentication on for
-        # every request from here on (INITIAL_NO_AUTH_ACTION_COUNT=0, through moto's API).
-        iam = self.client("iam", *_FAKE_CREDENTIALS)
-        iam.create_user(UserName="imgproxy")
-        iam.put_user_policy(UserName="imgproxy", PolicyName="s3", PolicyDocument=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
-        key = iam.create_access_key(UserName="imgproxy")["AccessKey"]
-        self.credentials = key["AccessKeyId"], key["SecretAccessKey"]
-        urllib.request.urlopen(urllib.request.Request(
-            f"{self.endpoint}/moto-api/reset-auth", data=b"0", method="POST",
-            headers={"Content-Type": "text/plain"}), timeout=5).close()
-        self.client("s3", *self.credentials).create_bucket(Bucket=BUCKET)
-
-    def client(self, service, key_id, secret):
-        import boto3
-        return boto3.session.Session().client(service, endpoint_url=self.endpoint, region_name=REGION,
-                                              aws_access_key_id=key_id, aws_secret_access_key=secret)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        self.log.close()
-
-
-# Never anything real: no credentials from the environment, no instance metadata lookups.
-_FAKE_CREDENTIALS = ("AKIAFAKEFAKEFAKEFAKE", "fake-secret")
-_FAKE_ENV = {"AWS_ACCESS_KEY_ID": _FAKE_CREDENTIALS[0], "AWS_SECRET_ACCESS_KEY": _FAKE_CREDENTIALS[1],
-             "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
-             "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
 
 
 @pytest.fixture(scope="module")
