@@ -333,7 +333,8 @@ class Response:
 class Proxy:
     """`python -m imgproxy` on a free loopback port, stopped by its PID."""
 
-    def __init__(self, *flags: str, log_path: Path | None = None):
+    def __init__(self, *flags: str, log_path: Path | None = None, env: dict[str, str] | None = None):
+        self.env = env or {}  # on top of this process's environment
         self.port = free_port()
         self.flags = [f"--port={self.port}", "--address=127.0.0.1", *flags]
         self.log_path = log_path
@@ -349,7 +350,7 @@ class Proxy:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "imgproxy", *self.flags],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         return self
 
