@@ -482,3 +482,32 @@ def test_a_wrong_s3_secret_fails_uploads_not_the_server(tmp_path_factory, moto):
         assert call(proxy, "GET", "/health").status == 200
     finally:
         proxy.stop()
+
+
+SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="300" height="200">'
+       b'<rect width="300" height="200" fill="#d01010"/><rect width="75" height="50" fill="#10d010"/></svg>')
+
+
+def test_an_svg_is_drawn_safely_for_its_variants(server):
+    r = upload(server, SVG, "?title=logo")
+    assert r.status == 201, r.body
+    doc = r.json
+    assert (doc["format"], doc["width"], doc["height"], doc["state"]) == ("svg", 300, 200, "ready")
+    expected = {"thumbnail": (150, 100, "webp"), "medium": (300, 200, "webp"), "large": (300, 200, "png")}
+    assert {n: (v["width"], v["height"], v["format"]) for n, v in doc["variants"].items()} == expected
+    for name, (width, height, fmt) in expected.items():
+        img = decoded(call(server, "GET", doc["variants"][name]["url"]).body)
+        assert img.size == (width, height) and img.format == fmt.upper()
+        assert close_to(img.convert("RGB").getpixel((width - 5, height - 5)), (208, 16, 16))
+        assert close_to(img.convert("RGB").getpixel((3, 3)), (16, 208, 16))
+    size = call(server, "GET", f"/images/{doc['id']}/60x60!")
+    assert decoded(size.body).size == (60, 60) and size.headers["Content-Type"] == "image/png"
+    original = call(server, "GET", doc["url"])
+    assert original.body == SVG and original.headers["Content-Type"] == "image/svg+xml"
+    assert original.headers["Content-Security-Policy"] == "default-src 'none'"  # never a live document
+
+
+def test_an_svg_that_is_not_safe_to_draw_is_refused(server):
+    unsafe = SVG.replace(b"</svg>", b"<script>alert(1)</script></svg>")
+    r = upload(server, unsafe)
+    assert r.status == 422 and r.json["error_code"] == 205

@@ -31,6 +31,7 @@ from ..storage import BlobStore
 from .ids import new_id
 from .metadata import Records
 from .records import EXTENSIONS, FAILED, READY, ImageRecord
+from .sizes import scaled_size
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Settings
@@ -40,6 +41,7 @@ log = logging.getLogger("imgproxy.store")
 
 TASK = "store-variants"  # the job queue's operation for variants made in the background
 MAX_TITLE = 200
+SVG_SNIFF = 4096  # an SVG says <svg within its first bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +119,7 @@ class StoreService:
         if not body:
             raise errors.bad_request(errors.Code.STORE, "No image in the upload")
         names = [v[0] for v in self.settings.store_variants]
-        plans = [Plan((), Save(), auto_orient=True)] + [self.variant_plan(n) for n in names]
-        # The header alone: format sniffed (not the client's word), pixel caps, displayed size.
-        (width, height, fmt), *predicted = await self.render.predict(Source(body), plans)
+        (width, height, fmt), *predicted = await self._predict(body, names)
         record = ImageRecord(new_id(), width, height, fmt, len(body), time.time(), clean_title(title))
         record.variants = {n: {"width": w, "height": h, "format": f, "bytes": None}
                            for n, (w, h, f) in zip(names, predicted)}
@@ -143,6 +143,28 @@ class StoreService:
                 await self._fail(record, e)
         return record
 
+    async def _predict(self, body: bytes, names: list[str]) -> list[tuple[int, int, str]]:
+        """The image's displayed size and format, then each variant's, from the header alone:
+        the format sniffed (not the client's word), pixel caps checked before any decoding.
+        An SVG passes only the checks that make it safe to draw (imaging/svg.py)."""
+        plans = [Plan((), Save(), auto_orient=True)] + [self.variant_plan(n) for n in names]
+        try:
+            return await self.render.predict(Source(body), plans)
+        except ProxyError as e:
+            if e.code != errors.Code.IMAGE_FORMAT or b"<svg" not in body[:SVG_SNIFF]:
+                raise
+        (width, height, _), = await self.render.predict_raster(Source(body), [(None, None)], plans[:1])
+        found = [(width, height, "SVG")]
+        for name in names:  # drawn at its own size, then resized as any image: never enlarged
+            size, fmt, _ = self.variant(name)
+            found.append((*scaled_size(width, height, size), fmt or "PNG"))
+        return found
+
+    async def _render_many(self, record: ImageRecord, original: bytes, plans: list[Plan]):
+        if record.format == "SVG":  # drawn at its own size, then each plan as for any image
+            return await self.render.rasterize_many(Source(original), [(None, None)] * len(plans), plans)
+        return await self.render.render_many(Source(original), plans)
+
     async def enqueue(self, image_id: str) -> None:
         if self.queue is None:  # pragma: no cover - services always give the store a queue
             raise errors.internal("No job queue for background variants")
@@ -154,7 +176,7 @@ class StoreService:
         if original is None:
             original = await self._original(record)
         names = sorted(record.variants, key=lambda n: -record.variants[n]["width"] * record.variants[n]["height"])
-        rendered = await self.render.render_many(Source(original), [self.variant_plan(n) for n in names])
+        rendered = await self._render_many(record, original, [self.variant_plan(n) for n in names])
         for name, image in zip(names, rendered):
             await self.blobs.put(blob_key(record.id, name, image.format), image.body)
             record.variants[name] = {"width": image.width, "height": image.height, "format": image.format,
@@ -194,7 +216,7 @@ class StoreService:
     async def image(self, record: ImageRecord, name: str, plan: Plan, client_etag: str | None = None) -> Stored | str:
         """A variant, size or rendering stored under `name`: from the store, else made once and
         stored. The ETag alone (a str) when the client already holds it."""
-        fmt = plan.save.format or record.format
+        fmt = plan.save.format or ("PNG" if record.format == "SVG" else record.format)
         if fmt == AUTO:  # negotiation found no format the client takes: one every browser shows
             fmt = "PNG" if record.format in ("PNG", "GIF", "WEBP", "AVIF") else "JPEG"
             plan = dataclasses.replace(plan, save=dataclasses.replace(plan.save, format=fmt))
@@ -208,7 +230,7 @@ class StoreService:
         return Stored(body, content_type(fmt), etag)
 
     async def _make(self, record: ImageRecord, key: str, plan: Plan) -> bytes:
-        rendered = await self.render.render(Source(await self._original(record)), plan)
+        rendered, = await self._render_many(record, await self._original(record), [plan])
         await self.blobs.put(key, rendered.body)
         if await self.records.get(record.id) is None:  # deleted meanwhile: leave nothing behind
             await self._remove_blobs(record.id)
@@ -234,4 +256,4 @@ class StoreService:
 
 
 def content_type(fmt: str) -> str:
-    return CONTENT_TYPES.get(fmt, "application/octet-stream")
+    return "image/svg+xml" if fmt == "SVG" else CONTENT_TYPES.get(fmt, "application/octet-stream")
