@@ -426,8 +426,14 @@ def test_restricted_sizes_signatures_and_public_browsing(tmp_path_factory):
 
 def test_signed_reads(tmp_path_factory):
     backend = Backend("files", (f"--store_dir={tmp_path_factory.mktemp('store')}",), {})
-    proxy = start(tmp_path_factory, backend, "--client_key=k1", "--store_signed_reads")
+    proxy = start(tmp_path_factory, backend, "--client_key=k1", "--store_signed_reads",
+                  "--max_upload_bytes=3000000")
     try:
+        noise = Image.frombytes("RGB", (1000, 800), os.urandom(1000 * 800 * 3))
+        out = io.BytesIO()
+        noise.save(out, "PNG")
+        assert 2_000_000 < len(out.getvalue()) < 3_000_000  # over the 1 MiB other routes take
+        assert upload(proxy, out.getvalue()).status == 201
         path = upload(proxy, png()).headers["Location"]
         for suffix in ("", "/original", "/thumbnail", "/20x20"):
             assert call(proxy, "GET", path + suffix, token=None).status == 403, suffix

@@ -23,6 +23,10 @@ from .services import Services, make_services, origin_bases
 
 log = logging.getLogger("imgproxy.server")
 
+# Request bodies: no route but uploads takes more than a job's 64 KiB (and the 413 for one
+# a little over it); POST /images raises the limit for its own connection (server/store.py).
+MAX_BODY = 1 << 20
+
 # What a worker needs beyond what it maps when idle, to decode anything at all.
 WORKER_HEADROOM = 128 << 20
 
@@ -94,7 +98,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     if services.job_runner is not None:
         services.job_runner.start()
     server = HTTPServer(app, xheaders=False, idle_connection_timeout=60,
-                        body_timeout=30, max_header_size=16 * 1024)
+                        body_timeout=30, max_header_size=16 * 1024, max_body_size=MAX_BODY)
     server.listen(settings.port, settings.address)
     host = f"[{settings.address}]" if ":" in settings.address else settings.address
     log.info("imgproxy listening on http://%s:%d with %d workers", host, settings.port, settings.worker_count)
