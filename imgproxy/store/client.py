@@ -134,13 +134,14 @@ class StoreClient:
     # --- URLs and tags ------------------------------------------------------------------------
     def imageurl(self, image_id: str) -> str:
         """The URL of the image as uploaded; when the server does not serve originals
-        (store_serve_original off), that of its largest variant."""
+        (store_serve_original off), that of its largest variant. Signed with signed_reads."""
         doc = self.info(image_id)
         path, fmt = doc["url"], doc["format"]
         if path is None:
             if not doc["variants"]:
                 raise ValueError(f"Image {image_id}: the server serves neither its original nor a variant")
-            largest = max(doc["variants"].values(), key=lambda v: v["width"] * v["height"])
+            # of equal sizes (an image smaller than two variants), the one in the original's format
+            largest = max(doc["variants"].values(), key=lambda v: (v["width"] * v["height"], v["format"] == fmt))
             path, fmt = largest["url"], largest["format"]
         return self._url(path + _file_name(doc["title"], fmt), self.signed_reads)
 
