@@ -29,7 +29,6 @@ import urllib.error
 import urllib.request
 from collections import OrderedDict
 from typing import IO, Any, Iterable
-from urllib.parse import urlencode
 
 from ..signature import sign_path
 from .ids import is_id
