@@ -70,8 +70,22 @@ def tag_attributes(tag: str) -> dict[str, str]:
 # --- an open server: any size, no key --------------------------------------------------
 
 @pytest.fixture(scope="module")
-def server(shared_proxy, tmp_path_factory):
-    return shared_proxy(*store_flags(tmp_path_factory.mktemp("store-client")))
+def flag_sets(shared_proxy, tmp_path_factory):
+    """The module's three servers' flags, launched side by side (a start takes seconds)."""
+    sets = {
+        "open": store_flags(tmp_path_factory.mktemp("store-client")),
+        "signing": store_flags(tmp_path_factory.mktemp("store-client-signed"), f"--client_key={KEY}",
+                               "--store_sizes=240x160", "--store_serve_original=false"),
+        "reads": store_flags(tmp_path_factory.mktemp("store-client-reads"), f"--client_key={KEY}",
+                             "--store_signed_reads"),
+    }
+    shared_proxy.warm(*sets.values())
+    return sets
+
+
+@pytest.fixture(scope="module")
+def server(shared_proxy, flag_sets):
+    return shared_proxy(*flag_sets["open"])
 
 
 @pytest.fixture(scope="module")
@@ -220,10 +234,8 @@ def test_server_errors_carry_status_and_reason(server):
 # --- a server with a key and a list of sizes, originals not served ----------------------
 
 @pytest.fixture(scope="module")
-def signing_server(shared_proxy, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("store-client-signed")
-    return shared_proxy(*store_flags(tmp, f"--client_key={KEY}", "--store_sizes=240x160",
-                                     "--store_serve_original=false"))
+def signing_server(shared_proxy, flag_sets):
+    return shared_proxy(*flag_sets["signing"])
 
 
 @pytest.fixture(scope="module")
@@ -261,9 +273,8 @@ def test_imageurl_without_originals_is_the_largest_variant(signing_server, signe
     assert served_size(url) == (640, 428)
 
 
-def test_signed_reads_sign_every_read(shared_proxy, tmp_path_factory):
-    server = shared_proxy(*store_flags(tmp_path_factory.mktemp("store-client-reads"), f"--client_key={KEY}",
-                                       "--store_signed_reads"))
+def test_signed_reads_sign_every_read(shared_proxy, flag_sets):
+    server = shared_proxy(*flag_sets["reads"])
     image_id = StoreClient(base(server), token=TOKEN).upload(encode(quadrants()), title="Read")["id"]
     with pytest.raises(StoreError) as e:
         StoreClient(base(server)).info(image_id)
