@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 
 import pytest
 from PIL import Image
-from support import decode, encode, quadrants
+from support import decode, encode, quadrants, readme_block
 
 from imgproxy.store.client import StoreClient, StoreError, doubled, slug
 
@@ -286,3 +286,20 @@ def test_signed_reads_sign_every_read(shared_proxy, flag_sets):
     assert "sig=" in url and served_size(url) == reader.scaled_dimensions(image_id, "240x160")
     with pytest.raises(ValueError):
         StoreClient(base(server), signed_reads=True)  # nothing to sign with
+
+
+def test_the_readme_example_runs(signing_server, tmp_path, monkeypatch):
+    code = readme_block("# imgproxy: store helpers")
+    for old, new in (("https://img.example.com", base(signing_server)), ("the-store-token", TOKEN),
+                     ("the-client-key", KEY)):
+        code = code.replace(old, new)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "red-bicycle.jpg").write_bytes(encode(quadrants((960, 640))))
+    names: dict = {}
+    exec(code, names)
+    store, image_id = names["store"], names["image_id"]
+    assert store.scaled_dimensions(image_id, "240x160") == (240, 160)
+    attrs = tag_attributes(store.scaled_tag(image_id, "240x160"))
+    assert attrs["src"].endswith("/240x160/a-red-bicycle.jpg") and attrs["alt"] == "A red bicycle"
+    assert served_size(attrs["src"]) == (240, 160)
+    assert served_size(attrs["srcset"].removesuffix(" 2x")) == (480, 320)
