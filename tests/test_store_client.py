@@ -256,8 +256,9 @@ def test_a_key_signs_sizes_outside_the_list(signing_server, signed_image):
 
 def test_without_a_key_only_listed_sizes(signing_server, signed_image):
     plain = StoreClient(base(signing_server), sizes=["240x160"])
-    with pytest.raises(ValueError):
-        plain.scaled_imageurl(signed_image, "100x100")
+    for helper in (plain.scaled_imageurl, plain.scaled_tag):
+        with pytest.raises(ValueError):
+            helper(signed_image, "100x100")
     url = plain.scaled_imageurl(signed_image, "240x160")
     assert served_size(url) == plain.scaled_dimensions(signed_image, "240x160")
     assert "srcset" not in tag_attributes(plain.scaled_tag(signed_image, "240x160"))  # 480x320 needs a key

@@ -151,14 +151,8 @@ class StoreClient:
     def scaled_imageurl(self, image_id: str, size: str) -> str:
         """The URL of the image at `size` (`240x160`, `75x75!`, `300x0`), with the title as
         its file name; signed when the size needs it. ValueError when it cannot be asked for."""
-        _check_size(size)
-        if not self.may_ask(size):
-            raise ValueError(f"Size {size} is not one of the server's sizes ({', '.join(self.sizes)}) "
-                             "and there is no client_key to sign it with")
-        doc = self.info(image_id)
-        unsigned = self.sizes is None or size in self.sizes
-        path = f"{image_path(image_id)}/{size}{_file_name(doc['title'], doc['format'])}"
-        return self._url(path, self.signed_reads or not unsigned)
+        self._check_askable(size)
+        return self._scaled_url(self.info(image_id), size)
 
     def scaled_dimensions(self, image_id: str, size: str) -> tuple[int, int]:
         """(width, height) of the image at `size`: what the server will send, computed from
@@ -171,17 +165,29 @@ class StoreClient:
         """An `<img>` of the image at `size`: src, width, height, alt (the title unless
         given), and a srcset with the size doubled when that is a true 2x this client may
         ask for. Further attributes (class_="..." for class) are added, escaped."""
-        doc = self.info(image_id)
-        width, height = self.scaled_dimensions(image_id, size)
-        attrs = {"src": self.scaled_imageurl(image_id, size), "width": str(width), "height": str(height),
+        self._check_askable(size)
+        doc = self.info(image_id)  # one record (one request at most) for the whole tag
+        width, height = scaled_size(doc["width"], doc["height"], size)
+        attrs = {"src": self._scaled_url(doc, size), "width": str(width), "height": str(height),
                  "alt": alt if alt is not None else doc["title"] or ""}
         double = doubled(size)
         if self.may_ask(double) and is_true_2x(doc["width"], doc["height"], size):
-            attrs["srcset"] = f"{self.scaled_imageurl(image_id, double)} 2x"
+            attrs["srcset"] = f"{self._scaled_url(doc, double)} 2x"
         attrs.update((k.rstrip("_").replace("_", "-"), v) for k, v in attributes.items())
         return "<img " + " ".join(f'{k}="{html.escape(str(v), quote=True)}"' for k, v in attrs.items()) + ">"
 
     # --- plumbing ---------------------------------------------------------------------------
+    def _check_askable(self, size: str) -> None:
+        _check_size(size)
+        if not self.may_ask(size):
+            raise ValueError(f"Size {size} is not one of the server's sizes ({', '.join(self.sizes)}) "
+                             "and there is no client_key to sign it with")
+
+    def _scaled_url(self, doc: dict[str, Any], size: str) -> str:
+        path = f"{image_path(doc['id'])}/{size}{_file_name(doc['title'], doc['format'])}"
+        unsigned = self.sizes is None or size in self.sizes
+        return self._url(path, self.signed_reads or not unsigned)
+
     def _signed_read(self, path: str) -> str:
         return sign_path(self.client_key, path) if self.signed_reads else path
 
