@@ -120,6 +120,16 @@ def test_dimensions_are_the_served_images_size(client, images, size):
         assert served_size(client.scaled_imageurl(image_id, size)) == expected, (name, size)
 
 
+def test_an_svg_is_served_at_the_predicted_size_as_png(client):
+    svg = (b'<svg xmlns="http://www.w3.org/2000/svg" width="300" height="200">'
+           b'<rect width="300" height="200" fill="#d01010"/></svg>')
+    image_id = client.upload(svg, title="logo")["id"]
+    for size in ("100x100", "90x90!", "0x50", "600x600"):
+        url = client.scaled_imageurl(image_id, size)
+        assert url.endswith(f"/{size}/logo.png")
+        assert served_size(url) == client.scaled_dimensions(image_id, size), size
+
+
 def test_sizes_never_enlarge(client, images):
     assert client.scaled_dimensions(images["small"], "800x800") == (50, 40)
     assert client.scaled_dimensions(images["small"], "300x0") == (50, 40)

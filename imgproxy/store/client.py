@@ -184,7 +184,9 @@ class StoreClient:
                              "and there is no client_key to sign it with")
 
     def _scaled_url(self, doc: dict[str, Any], size: str) -> str:
-        path = f"{image_path(doc['id'])}/{size}{_file_name(doc['title'], doc['format'])}"
+        # a size keeps the original's format, but an SVG's is drawn as PNG (as the server does)
+        fmt = "png" if doc["format"] == "svg" else doc["format"]
+        path = f"{image_path(doc['id'])}/{size}{_file_name(doc['title'], fmt)}"
         unsigned = self.sizes is None or size in self.sizes
         return self._url(path, self.signed_reads or not unsigned)
 
