@@ -517,3 +517,23 @@ def test_an_svg_that_is_not_safe_to_draw_is_refused(server):
     unsafe = SVG.replace(b"</svg>", b"<script>alert(1)</script></svg>")
     r = upload(server, unsafe)
     assert r.status == 422 and r.json["error_code"] == 205
+
+
+def test_variants_that_keep_failing_leave_the_original_and_say_failed(tmp_path_factory):
+    """A variant past the worker deadline (504, a passing failure) goes to the queue and is tried
+    again, job_max_attempts times in all; then the state is failed, and the original stays."""
+    backend = Backend("files", (f"--store_dir={tmp_path_factory.mktemp('store')}",), {})
+    proxy = start(tmp_path_factory, backend, "--process_timeout=0.3", "--job_max_attempts=2",
+                  "--max_upload_bytes=5000000")
+    try:
+        big = io.BytesIO()  # 48 MP to decode and resize three times: far past 0.3 s; its header is not
+        Image.new("RGB", (8000, 6000), (128, 64, 32)).save(big, "WEBP", lossless=True)
+        r = upload(proxy, big.getvalue())
+        assert r.status == 202, r.body  # the original is stored; its variants are queued again
+        doc = r.json
+        assert doc["state"] == "pending" and doc["statusURL"] == f"/images/{doc['id']}"
+        done = wait_ready(proxy, doc["id"], timeout=60)
+        assert done["state"] == "failed" and "longer than 0.3s" in done["error"]
+        assert call(proxy, "GET", done["url"]).body == big.getvalue()
+    finally:
+        proxy.stop()
