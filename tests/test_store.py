@@ -339,9 +339,10 @@ def test_served_images_are_immutable_with_etags_and_head(server, photo):
 
 def test_the_query_api_works_on_stored_images(server, photo):
     base = f"/images/{photo.json['id']}"
-    r = call(server, "GET", f"{base}?w=30&h=20&mode=fill&fmt=webp")
+    r = call(server, "GET", f"{base}?w=30&h=20&mode=fill&fmt=webp&exif=1")
     assert r.status == 200 and r.headers["Content-Type"] == "image/webp"
-    assert decoded(r.body).size == (30, 20)
+    img = decoded(r.body)
+    assert img.size == (30, 20) and not img.getexif() and b"GPS" not in r.body  # private, whatever exif= says
     bad = call(server, "GET", f"{base}?w=30&mode=bogus")
     assert bad.status == 400 and bad.json["error_code"] == 5  # the query API's own error
     assert call(server, "GET", f"{base}?url=http://127.0.0.1/x.jpg&w=10").status == 400

@@ -106,8 +106,9 @@ class StoreService:
         return self.derived(plan, plan.save.format)
 
     def query_plan(self, options: Options) -> Plan:
+        """The query API's plan, made private like every derived image (exif=1 included)."""
         plan = build_plan(options, self.settings)
-        return dataclasses.replace(plan, save=dataclasses.replace(plan.save, srgb=True), auto_orient=True)
+        return self.derived(plan, plan.save.format)
 
     def query_name(self, plan: Plan) -> str:
         """A query-API rendering's name among the image's blobs: the plan's canonical form, hashed."""
