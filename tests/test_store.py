@@ -400,11 +400,19 @@ def test_browsing_in_upload_order(tmp_path_factory, backend):
 def test_restricted_sizes_signatures_and_public_browsing(tmp_path_factory):
     backend = Backend("files", (f"--store_dir={tmp_path_factory.mktemp('store')}",), {})
     proxy = start(tmp_path_factory, backend, "--client_key=k1", "--store_sizes=240x160,75x75!",
-                  "--store_public_browsing")
+                  "--store_public_browsing", "--format=auto")
     try:
         image_id = upload(proxy, camera_jpeg()).json["id"]
         base = f"/images/{image_id}"
-        assert call(proxy, "GET", f"{base}/240x160", token=None).status == 200
+        # format = auto: sizes are negotiated (and stored once per format)
+        webp = call(proxy, "GET", f"{base}/240x160", headers={"Accept": "image/webp,*/*"}, token=None)
+        jpeg = call(proxy, "GET", f"{base}/240x160", headers={"Accept": "image/jpeg"}, token=None)
+        assert (webp.headers["Content-Type"], jpeg.headers["Content-Type"]) == ("image/webp", "image/jpeg")
+        assert webp.headers["Vary"] == "Accept" and webp.headers["ETag"] != jpeg.headers["ETag"]
+        assert decoded(webp.body).size == decoded(jpeg.body).size == (120, 160)
+        # a variant has one format: no negotiation
+        assert call(proxy, "GET", f"{base}/large", headers={"Accept": "image/webp"}).headers["Content-Type"] == \
+            "image/jpeg"
         assert call(proxy, "GET", f"{base}/thumbnail", token=None).status == 200  # variants are named
         refused = call(proxy, "GET", f"{base}/100x100", token=None)
         assert refused.status == 403 and "240x160" in refused.json["error"]
