@@ -9,6 +9,7 @@ import io
 import itertools
 import json
 import os
+import re
 import struct
 import time
 import uuid
@@ -528,21 +529,30 @@ def test_an_svg_that_is_not_safe_to_draw_is_refused(server):
     assert r.status == 422 and r.json["error_code"] == 205
 
 
+def smallest_memory_limit(tmp_path_factory) -> int:
+    """The lowest worker_memory_limit start-up accepts, as its refusal of 1 byte says."""
+    probe = Proxy("--workers=1", "--worker_memory_limit=1", log_path=tmp_path_factory.mktemp("probe") / "log")
+    with pytest.raises(RuntimeError) as refused:
+        probe.start()
+    return int(re.search(r"use at least ([0-9]+)", str(refused.value)).group(1))
+
+
 def test_variants_that_keep_failing_leave_the_original_and_say_failed(tmp_path_factory):
-    """A variant past the worker deadline (504, a passing failure) goes to the queue and is tried
-    again, job_max_attempts times in all; then the state is failed, and the original stays."""
+    """A variant whose worker runs out of memory (502, a passing failure) goes to the queue and
+    is tried again, job_max_attempts times in all; then the state is failed, and the original stays."""
     backend = Backend("files", (f"--store_dir={tmp_path_factory.mktemp('store')}",), {})
-    proxy = start(tmp_path_factory, backend, "--process_timeout=0.3", "--job_max_attempts=2",
+    limit = smallest_memory_limit(tmp_path_factory)  # an idle worker and 128 MiB more
+    proxy = start(tmp_path_factory, backend, f"--worker_memory_limit={limit}", "--job_max_attempts=2",
                   "--max_upload_bytes=5000000")
     try:
-        big = io.BytesIO()  # 48 MP to decode and resize three times: far past 0.3 s; its header is not
-        Image.new("RGB", (8000, 6000), (128, 64, 32)).save(big, "WEBP", lossless=True)
+        big = io.BytesIO()  # 48 MP: 144 MB of pixels to decode, a few kB of header to read first
+        Image.new("RGB", (8000, 6000), (128, 64, 32)).save(big, "TIFF", compression="tiff_deflate")
         r = upload(proxy, big.getvalue())
         assert r.status == 202, r.body  # the original is stored; its variants are queued again
         doc = r.json
         assert doc["state"] == "pending" and doc["statusURL"] == f"/images/{doc['id']}"
         done = wait_ready(proxy, doc["id"], timeout=60)
-        assert done["state"] == "failed" and "longer than 0.3s" in done["error"]
+        assert done["state"] == "failed" and "more memory" in done["error"], proxy.log()
         assert call(proxy, "GET", done["url"]).body == big.getvalue()
     finally:
         proxy.stop()

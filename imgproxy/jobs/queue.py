@@ -8,13 +8,10 @@ job runs again: delivery is at least once. SqliteQueue is the embedded default
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from ..storage.sqlite import SqliteFile
 from .model import DONE, FAILED, PENDING, RUNNING, JobRecord, JobSpec
 
 
@@ -51,32 +48,11 @@ CREATE INDEX IF NOT EXISTS jobs_due ON jobs (status, due);
 _COLUMNS = "id, spec, status, attempts, error, results, destinations, created, started, finished"
 
 
-class SqliteQueue:
+class SqliteQueue(SqliteFile):
     """Jobs in one SQLite file (WAL): every call runs in one thread of its own."""
 
     def __init__(self, path: str):
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgproxy-jobs-db")
-        self._db: sqlite3.Connection | None = None
-        self._thread.submit(self._open, path).result()
-
-    def _open(self, path: str) -> None:
-        db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # a 202 means the job is on disk
-        db.executescript(_SCHEMA)
-        self._db = db
-
-    async def _call(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-
-    def close(self) -> None:
-        def shut():
-            if self._db is not None:
-                self._db.close()
-        self._thread.submit(shut).result()
-        self._thread.shutdown()
+        super().__init__(path, _SCHEMA, "imgproxy-jobs-db")
 
     # --- the protocol -------------------------------------------------------------------
     async def add(self, record: JobRecord) -> None:

@@ -3,12 +3,9 @@ when several nodes share a store (metadata_redis.py). Both survive a restart."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from ..storage.sqlite import SqliteFile
 from .records import ImageRecord
 
 
@@ -42,31 +39,11 @@ CREATE TABLE IF NOT EXISTS images (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEX
 """
 
 
-class SqliteRecords:
+class SqliteRecords(SqliteFile):
     """Records in one SQLite file (WAL), every call in one thread of its own."""
 
     def __init__(self, path: str):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgproxy-store-db")
-        self._db: sqlite3.Connection | None = None
-        self._thread.submit(self._open, path).result()
-
-    def _open(self, path: str) -> None:
-        db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # a 201 means the record is on disk
-        db.executescript(_SCHEMA)
-        self._db = db
-
-    async def _call(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-
-    def close(self) -> None:
-        def shut():
-            if self._db is not None:
-                self._db.close()
-        self._thread.submit(shut).result()
-        self._thread.shutdown()
+        super().__init__(path, _SCHEMA, "imgproxy-store-db")
 
     async def add(self, record: ImageRecord) -> None:
         await self._call(self._db.execute, "INSERT INTO images (id, record) VALUES (?, ?)",
