@@ -2,7 +2,8 @@
 
 Disk I/O runs in threads, off the event loop. Writes go to a temporary file in the
 same directory, then os.replace(), so a crash never leaves half a blob under a
-real name. Recency is the files' modification time, so it survives a restart.
+real name. In a bounded store recency is the files' modification time, so it survives
+a restart; an unbounded one never touches a file it reads.
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ class FileStore:
             return None
         except OSError as e:
             raise StorageError(str(e)) from e
+        if self.max_bytes is None:
+            # Nothing is evicted, so recency is not kept: a read leaves the file's mtime (and
+            # so a web server's ETag and Last-Modified for it, e.g. the upload store's) alone.
+            return data
         with self._lock:
             if key in self._sizes:
                 self._sizes.move_to_end(key)
