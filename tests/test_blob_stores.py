@@ -143,3 +143,15 @@ def test_s3_urls(moto, monkeypatch):
     assert store.prefix == ""
     store.close()
 
+
+
+def test_a_store_for_a_web_server_writes_readable_files_whatever_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        store = FileStore(str(tmp_path / "blobs"), fan_out=False, file_mode=0o644)
+        asyncio.run(store.put("ab/abc/thumbnail.webp", b"x"))
+    finally:
+        os.umask(old)
+    path = tmp_path / "blobs" / "ab" / "abc" / "thumbnail.webp"
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert (path.parent.stat().st_mode & 0o777, path.parent.parent.stat().st_mode & 0o777) == (0o755, 0o755)

@@ -2,7 +2,8 @@
 
 Disk I/O runs in threads, off the event loop. Writes go to a temporary file in the
 same directory, then os.replace(), so a crash never leaves half a blob under a
-real name. Recency is the files' modification time, so it survives a restart.
+real name. In a bounded store recency is the files' modification time, so it survives
+a restart; an unbounded one never touches a file it reads.
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ class FileStore:
             return None
         except OSError as e:
             raise StorageError(str(e)) from e
+        if self.max_bytes is None:
+            # Nothing is evicted, so recency is not kept: a read leaves the file's mtime (and
+            # so a web server's ETag and Last-Modified for it, e.g. the upload store's) alone.
+            return data
         with self._lock:
             if key in self._sizes:
                 self._sizes.move_to_end(key)
@@ -135,6 +140,11 @@ class FileStore:
     def _write_temporary(self, path: str, data: bytes) -> str:
         """A temporary file holding `data` in `path`'s folder (a dot name: _scan removes leftovers)."""
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        if self.file_mode is not None:  # files for a web server to read: its folders too, whatever the umask
+            folder = os.path.dirname(path)
+            while folder != self.root and folder.startswith(self.root + os.sep):
+                os.chmod(folder, 0o755)
+                folder = os.path.dirname(folder)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".")
         try:
             if self.file_mode is not None:
