@@ -152,7 +152,9 @@ def backend(request, tmp_path_factory):
 
 def start(tmp_path_factory, backend: Backend, *flags: str, db: str | None = None) -> Proxy:
     folder = tmp_path_factory.mktemp("server")
+    # a job queue of its own: a shared one would let another test's server take this one's tasks
     proxy = Proxy("--workers=1", f"--store_token={TOKEN}", f"--store_db={db or folder / 'store.sqlite3'}",
+                  f"--job_db={folder / 'jobs.sqlite3'}",
                   f"--max_upload_bytes={MAX_UPLOAD}", "--job_retry_seconds=0.1", *backend.flags, *flags,
                   log_path=folder / "imgproxy.log", env=backend.env)
     return proxy.start()
