@@ -30,3 +30,17 @@ def test_every_query_parameter_is_documented():
     for name in ("url", "op", "w", "h", "mode", "filter", "pos", "retain", "bg", "deg", "expand",
                  "rect", "fmt", "q", "opt", "prog", "exif", "client", "sig"):
         assert re.search(rf"^``{name}``\s", README, re.M), name
+
+
+def test_the_readme_is_valid_restructuredtext():
+    """A malformed table renders as an error block on PyPI and GitHub: none, and no warnings."""
+    import docutils.core
+    import docutils.utils
+
+    reports = []
+    doctree = docutils.core.publish_doctree(README, settings_overrides={
+        "report_level": 5, "halt_level": 5, "_disable_config": True})
+    for node in doctree.traverse(lambda n: n.tagname == "system_message"):
+        if node["level"] >= docutils.utils.Reporter.WARNING_LEVEL:
+            reports.append(f"line {node.get('line')}: {node.astext()[:200]}")
+    assert not reports, reports
