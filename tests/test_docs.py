@@ -40,7 +40,7 @@ def test_the_readme_is_valid_restructuredtext():
     reports = []
     doctree = docutils.core.publish_doctree(README, settings_overrides={
         "report_level": 5, "halt_level": 5, "_disable_config": True})
-    for node in doctree.traverse(lambda n: n.tagname == "system_message"):
+    for node in doctree.findall(lambda n: n.tagname == "system_message"):
         if node["level"] >= docutils.utils.Reporter.WARNING_LEVEL:
             reports.append(f"line {node.get('line')}: {node.astext()[:200]}")
     assert not reports, reports
