@@ -3,7 +3,9 @@ DELETE /images/<id>, and browsing. Writes and browsing need `store_token` (Beare
 
 from __future__ import annotations
 
+import functools
 import hmac
+from importlib import resources
 from urllib.parse import unquote
 
 import tornado.httputil
@@ -234,7 +236,42 @@ class RandomHandler(StoreHandler):
         self.reply_json(200, {"id": found})
 
 
+class BrowsePageHandler(BaseHandler):
+    """GET /images/browse (and its .js and .css): the upload-and-browse page, public itself;
+    its script asks for the token and sends it in headers only (server/pages/)."""
+
+    FILES = {None: ("browse.html", "text/html; charset=utf-8"),
+             ".js": ("browse.js", "text/javascript; charset=utf-8"),
+             ".css": ("browse.css", "text/css; charset=utf-8")}
+    # Only what the page uses: its own script and style sheet, thumbnails, and API calls.
+    CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+           "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Content-Security-Policy", self.CSP)
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("Cache-Control", "no-cache")  # revalidated by ETag: a new release shows at once
+
+    def compute_etag(self):
+        return tornado.web.RequestHandler.compute_etag(self)  # the body's hash; 304 when it matches
+
+    def get(self, suffix: str | None) -> None:
+        name, content_type = self.FILES[suffix]
+        self.set_header("Content-Type", content_type)
+        self.finish(_page_file(name))
+
+    head = get
+
+
+@functools.cache
+def _page_file(name: str) -> bytes:
+    return resources.files(__package__).joinpath("pages", name).read_bytes()
+
+
 ROUTES = [
+    (r"/images/browse(\.js|\.css)?", BrowsePageHandler),  # before /images/<id>: "browse" is a store word
     (r"/images", ImagesHandler),
     (r"/images/random", RandomHandler),
     (rf"/images/({ID})", ImageHandler),
