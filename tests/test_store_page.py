@@ -23,6 +23,9 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 WAIT = 20  # seconds for anything the page does
 
+# selenium 4.0 (the lowest version allowed) calls urllib3 1.26's deprecated getheader() per command
+pytestmark = pytest.mark.filterwarnings("ignore:HTTPResponse.getheader:DeprecationWarning")
+
 
 @pytest.fixture(scope="module")
 def browser():
