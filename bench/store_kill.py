@@ -29,7 +29,6 @@ After the loop, one last start, and the checks:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import io
 import json
@@ -238,7 +237,8 @@ def final_checks(server: Server, store: Path, attempts: list[Attempt], bodies: d
             if not (ok and size_ok):
                 problems.append(f"{image_id}/{name}: {what} (record says {v['width']}x{v['height']})")
         if a is not None and a.state_after_restart == "pending":
-            key = f"{a.mode} pending after its kill: {'ready after restart' if rec['state'] == 'ready' else rec['state']}"
+            now = "ready after restart" if rec["state"] == "ready" else rec["state"]
+            key = f"{a.mode} pending after its kill: {now}"
             counts[key] += 1
 
     for a in attempts:
@@ -268,7 +268,8 @@ def final_checks(server: Server, store: Path, attempts: list[Attempt], bodies: d
     folders = {p.parent.name for p in blobs} | {p.parent.name for p in temps}
     orphans = sorted(folders - set(records))
     counts["folders without a record"] = len(orphans)
-    counts["bytes in folders without a record"] = sum(p.stat().st_size for p in blobs + temps if p.parent.name in orphans)
+    counts["bytes in folders without a record"] = sum(p.stat().st_size for p in blobs + temps
+                                                      if p.parent.name in orphans)
     return {"counts": counts, "problems": problems}
 
 

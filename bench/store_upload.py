@@ -166,8 +166,7 @@ def what_if_derived(data: bytes, runs: int = 3) -> list[tuple[str, float, float]
 
     from PIL import Image
 
-    from imgproxy.imaging import decode, operations
-    from imgproxy.imaging import pipeline
+    from imgproxy.imaging import decode, operations, pipeline
     named, imaging, _ = store_plans()
     named = order_largest_first(data, named, imaging)
     sizes = pipeline.predict(data, [plan for _, plan in named], imaging)
@@ -177,9 +176,9 @@ def what_if_derived(data: bytes, runs: int = 3) -> list[tuple[str, float, float]
     largest = decoded.resize(sizes[0][:2], resample, reducing_gap=gap)
     rows = []
     for (name, _), (w, h, _) in list(zip(named, sizes))[1:]:
-        direct = statistics.median(cpu_ms(lambda: decoded.resize((w, h), resample, reducing_gap=gap))
+        direct = statistics.median(cpu_ms(lambda w=w, h=h: decoded.resize((w, h), resample, reducing_gap=gap))
                                    for _ in range(runs))
-        derived = statistics.median(cpu_ms(lambda: largest.resize((w, h), resample, reducing_gap=gap))
+        derived = statistics.median(cpu_ms(lambda w=w, h=h: largest.resize((w, h), resample, reducing_gap=gap))
                                     for _ in range(runs))
         rows.append((f"{name} {w}x{h}", direct, derived))
     return rows
@@ -192,8 +191,7 @@ def what_if_webp_method(data: bytes, runs: int = 3) -> list[tuple[int, float, in
 
     from PIL import Image
 
-    from imgproxy.imaging import decode, operations
-    from imgproxy.imaging import pipeline
+    from imgproxy.imaging import decode, operations, pipeline
     named, imaging, variants = store_plans()
     named = order_largest_first(data, named, imaging)
     sizes = pipeline.predict(data, [plan for _, plan in named], imaging)
@@ -204,8 +202,8 @@ def what_if_webp_method(data: bytes, runs: int = 3) -> list[tuple[int, float, in
     for method in (4, 2, 0):
         out = BytesIO()
         img.save(out, "WEBP", quality=quality, method=method)
-        ms = statistics.median(cpu_ms(lambda: img.save(BytesIO(), "WEBP", quality=quality, method=method))
-                               for _ in range(runs))
+        ms = statistics.median(
+            cpu_ms(lambda m=method: img.save(BytesIO(), "WEBP", quality=quality, method=m)) for _ in range(runs))
         rows.append((method, ms, len(out.getvalue())))
     return rows
 
@@ -284,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.path.insert(0, str(args.repo.resolve()))
     import PIL
+
     import imgproxy
 
     data = args.photo.read_bytes()
@@ -315,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:<10} {what:<28} median {med[name]:8.1f}   runs " + " ".join(f"{v:.1f}" for v in values))
     parts = sum(med[n] for n in found["order"][1:]) + med["largest"]
     print(f"  upload / largest alone: {med['upload'] / med['largest']:.2f}x (aim: at most 1.3x)")
-    print(f"  recipe / upload: {med['recipe'] / med['upload']:.1f}x (upload / recipe {med['upload'] / med['recipe']:.3f})")
+    print(f"  recipe / upload: {med['recipe'] / med['upload']:.1f}x "
+          f"(upload / recipe {med['upload'] / med['recipe']:.3f})")
     print(f"  upload / sum of the three alone ({parts:.1f} ms): {med['upload'] / parts:.2f}x")
     print("\none process_many call, by step (CPU ms, median of 3):")
     for label, ms in steps.items():
@@ -356,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nserver, {args.uploads} synchronous uploads per run, whole process tree CPU per upload:")
     print(f"{'kind':<14} {'round':>5} {'CPU ms':>8} {'main ms':>8} {'wall p50':>8} {'others':>6}")
     for r in rows:
-        print(f"{r['kind']:<14} {r['round']:>5} {r['cpu_ms']:8.1f} {r['main_ms']:8.1f} {r['wall_ms']:8.0f} {r['others']:6.2f}")
+        print(f"{r['kind']:<14} {r['round']:>5} {r['cpu_ms']:8.1f} {r['main_ms']:8.1f} {r['wall_ms']:8.0f} "
+              f"{r['others']:6.2f}")
     by = {k: statistics.median(r["cpu_ms"] for r in rows if r["kind"] == k) for k, _ in kinds}
     print(f"server: upload with 3 variants / with the largest only: {by['3 variants'] / by['largest only']:.2f}x "
           f"({by['3 variants']:.1f} / {by['largest only']:.1f} ms, medians over {args.rounds} rounds)")
