@@ -13,12 +13,15 @@ each for --duration seconds at --connections (wrk, or the built-in client):
 3. **cache hit**: `GET /?url=<origin>/<photo>&w=150&h=150` from imgproxy, every URL requested
    once before (a result-cache hit: no fetch, no decode).
 
+With --readme README.rst, a second NGINX runs in the same turns (**nginx+readme**) with that
+README's `# imgproxy: store locations` block in place of the bench's (root set to store_dir).
+
 Per run: req/s, p50/p90/p99, errors, the serving processes' CPU per request (imgproxy's whole
 tree, or NGINX's master and workers) and what other processes used meanwhile.
 
     cd /work/main && .venv/bin/python bench/store_serve.py [--variant thumbnail] [--connections 8]
         [--duration 20] [--rounds 2] [--modes keep-alive] [--nginx-workers 1] [--wait-quiet S]
-        [--client auto|wrk|asyncio] [--repo DIR] [--dir DIR]
+        [--readme README.rst] [--client auto|wrk|asyncio] [--repo DIR] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -96,10 +99,35 @@ http {{
 """
 
 
-def nginx_conf(prefix: Path, store: Path, port: int, upstream: int, workers: str) -> str:
+README_MARK = "# imgproxy: store locations"
+README_ROOT = "root /var/lib/imgproxy/store;"
+
+
+def nginx_conf(prefix: Path, store: Path, port: int, upstream: int, workers: str, readme: Path | None = None) -> str:
     tries = " ".join(f"/$fan/$fan$rest/$name.{ext}" for ext in EXTENSIONS)
-    return NGINX_CONF.format(prefix=prefix, store=store, port=port, upstream=upstream, workers=workers,
+    conf = NGINX_CONF.format(prefix=prefix, store=store, port=port, upstream=upstream, workers=workers,
                              id=ID, tries=tries)
+    if readme is None:
+        return conf
+    # The README's store locations in place of the bench's two, beside the same `location /`.
+    start, end = conf.index("        location ~ \"^/images/"), conf.index("        location / {")
+    block = readme_block(readme).replace(README_ROOT, f"root {store};")
+    return conf[:start] + "".join(f"        {line}\n" if line else "\n" for line in block.splitlines()) + conf[end:]
+
+
+def readme_block(readme: Path) -> str:
+    """The literal block of README.rst that starts with README_MARK, dedented."""
+    lines = readme.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.strip() == README_MARK)
+    indent = len(lines[first]) - len(lines[first].lstrip())
+    block = []
+    for line in lines[first:]:
+        if line.strip() and len(line) - len(line.lstrip()) < indent:
+            break
+        block.append(line[indent:])
+    if README_ROOT not in "\n".join(block):
+        raise SystemExit(f"{readme}: no `{README_ROOT}` in its store locations")
+    return "\n".join(block).rstrip() + "\n"
 
 
 @dataclass
@@ -145,7 +173,7 @@ def measure(name: str, mode: str, round_: int, port: int, root_pid: int, paths: 
     cpu = sum((t - before.get(pid, common.Cpu())).total for pid, t in after.items())
     run = Run(name, mode, round_, load, cpu, meter.stop(cpu))
     ld = run.load
-    print(f"  {name:<10} {mode:<10} round {round_}: {ld.rps:8.1f} req/s  p50 {ld.p50_ms:.2f}  "
+    print(f"  {name:<12} {mode:<10} round {round_}: {ld.rps:8.1f} req/s  p50 {ld.p50_ms:.2f}  "
           f"p90 {ld.p90_ms:.2f}  p99 {ld.p99_ms:.2f} ms  errors {ld.errors}  CPU {run.cpu_ms:.3f} ms/req  "
           f"others {run.machine.others:.2f} cores ({ld.client})")
     return run
@@ -154,15 +182,15 @@ def measure(name: str, mode: str, round_: int, port: int, root_pid: int, paths: 
 def print_summary(runs: list[Run], args) -> None:
     print(f"\nsummary: {args.connections} connections, {args.duration:g}s per run, variant "
           f"'{args.variant}'; 'others' = cores used by other processes during the run")
-    print(f"{'what':<10} {'mode':<10} {'round':>5} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} "
+    print(f"{'what':<12} {'mode':<10} {'round':>5} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} "
           f"{'errors':>6} {'CPU ms/req':>10} {'others':>6}")
     for r in runs:
         ld = r.load
-        print(f"{r.name:<10} {r.mode:<10} {r.round:>5} {ld.rps:8.1f} {ld.p50_ms:7.2f} {ld.p90_ms:7.2f} "
+        print(f"{r.name:<12} {r.mode:<10} {r.round:>5} {ld.rps:8.1f} {ld.p50_ms:7.2f} {ld.p90_ms:7.2f} "
               f"{ld.p99_ms:7.2f} {ld.errors:6d} {r.cpu_ms:10.3f} {r.machine.others:6.2f}")
     for mode in args.modes:
         group = {}
-        for name in ("server", "nginx", "cache hit"):
+        for name in ("server", "nginx", "nginx+readme", "cache hit"):
             chosen = [r for r in runs if r.name == name and r.mode == mode]
             quiet = [r for r in chosen if r.machine.others < QUIET] or chosen
             if quiet:
@@ -176,8 +204,9 @@ def print_summary(runs: list[Run], args) -> None:
         if "server" in med and "cache hit" in med:
             print(f"  stored variant through the server / result-cache hit: req/s "
                   f"{med['server'][0] / med['cache hit'][0]:.2f}x")
-        if "server" in med and "nginx" in med:
-            print(f"  NGINX from the files / through the server: req/s {med['nginx'][0] / med['server'][0]:.1f}x")
+        for name in ("nginx", "nginx+readme"):
+            if "server" in med and name in med:
+                print(f"  {name} from the files / through the server: req/s {med[name][0] / med['server'][0]:.1f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="runs of each, in turns (2)")
     parser.add_argument("--modes", default="keep-alive", help="comma-separated: keep-alive, close")
     parser.add_argument("--nginx-workers", default="1", help="NGINX worker_processes (1; 'auto' = one per core)")
+    parser.add_argument("--readme", type=Path, default=None, metavar="README.rst",
+                        help="also run NGINX with this README's `# imgproxy: store locations` block "
+                             "('nginx+readme'), beside the bench's own")
     parser.add_argument("--client", choices=["auto", "wrk", "asyncio"], default="auto")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before each run, wait up to this long for other processes to use under 0.25 cores")
@@ -209,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     store, prefix = tmp / "store", tmp / "nginx"
     prefix.mkdir()
     logs = common.CACHE / "logs"
-    origin = server = nginx = None
+    origin = server = nginx = nginx2 = None
     runs: list[Run] = []
     try:
         origin_port, port, nginx_port = common.free_port(), common.free_port(), common.free_port()
@@ -231,15 +263,26 @@ def main(argv: list[str] | None = None) -> int:
             ids.append(doc["id"])
         print(f"uploaded {len(ids)} photos from {folder}")
         (prefix / "nginx.conf").write_text(nginx_conf(prefix, store, nginx_port, port, args.nginx_workers))
-        nginx = common.start([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log"),
-                              "-g", "daemon off;"], logs / "store-serve-nginx.log")
+        nginx = common.start([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e",
+                              str(prefix / "error.log"), "-g", "daemon off;"], logs / "store-serve-nginx.log")
         common.wait_for_port(nginx_port, nginx)
+        if args.readme:
+            nginx2_port, prefix2 = common.free_port(), tmp / "nginx-readme"
+            prefix2.mkdir()
+            (prefix2 / "nginx.conf").write_text(
+                nginx_conf(prefix2, store, nginx2_port, port, args.nginx_workers, args.readme))
+            nginx2 = common.start([NGINX, "-p", str(prefix2), "-c", str(prefix2 / "nginx.conf"), "-e",
+                                   str(prefix2 / "error.log"), "-g", "daemon off;"],
+                                  logs / "store-serve-nginx-readme.log")
+            common.wait_for_port(nginx2_port, nginx2)
         variant_paths = [f"/images/{i}/{args.variant}" for i in ids]
         cache_paths = [f"/?url={quote(f'http://127.0.0.1:{origin_port}/{p.name}', safe='')}&w=150&h=150"
                        for p in photos]
         print("checks (and warm-up):")
         body = check("server", port, variant_paths)
         check("nginx", nginx_port, variant_paths, body)
+        if nginx2:
+            check("nginx+readme", nginx2_port, variant_paths, body)
         check("cache, 1st", port, cache_paths)
         check("cache, 2nd", port, cache_paths)
         nginx_pids = common.process_tree(nginx.pid)
@@ -249,12 +292,15 @@ def main(argv: list[str] | None = None) -> int:
             for mode in args.modes:
                 runs.append(measure("server", mode, round_, port, server.pid, variant_paths, args, meter))
                 runs.append(measure("nginx", mode, round_, nginx_port, nginx.pid, variant_paths, args, meter))
+                if nginx2:
+                    runs.append(measure("nginx+readme", mode, round_, nginx2_port, nginx2.pid, variant_paths,
+                                        args, meter))
                 runs.append(measure("cache hit", mode, round_, port, server.pid, cache_paths, args, meter))
     except KeyboardInterrupt:
         print("\ninterrupted; stopping what was started")
         return 130
     finally:
-        for proc in (nginx, server, origin):
+        for proc in (nginx2, nginx, server, origin):
             common.stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
         if runs:
