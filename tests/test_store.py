@@ -545,7 +545,7 @@ def test_variants_that_keep_failing_leave_the_original_and_say_failed(tmp_path_f
     backend = Backend("files", (f"--store_dir={tmp_path_factory.mktemp('store')}",), {})
     limit = smallest_memory_limit(tmp_path_factory)  # an idle worker and 128 MiB more
     proxy = start(tmp_path_factory, backend, f"--worker_memory_limit={limit}", "--job_max_attempts=2",
-                  "--max_upload_bytes=5000000")
+                  "--max_upload_bytes=5000000", "--job_lease_seconds=1")
     try:
         big = io.BytesIO()  # 48 MP: 144 MB of pixels to decode, a few kB of header to read first
         Image.new("RGB", (8000, 6000), (128, 64, 32)).save(big, "TIFF", compression="tiff_deflate")
@@ -558,3 +558,42 @@ def test_variants_that_keep_failing_leave_the_original_and_say_failed(tmp_path_f
         assert call(proxy, "GET", done["url"]).body == big.getvalue()
     finally:
         proxy.stop()
+
+
+def test_a_server_killed_while_making_variants_finishes_them_after_a_restart(tmp_path_factory):
+    """A synchronous upload queues its variants before making them: killed half-way, the next
+    run of the queue makes them (the bench kills at random moments: bench/store_kill.py)."""
+    import signal
+    import threading
+
+    folder = tmp_path_factory.mktemp("killed")
+    backend = Backend("files", (f"--store_dir={folder / 'blobs'}",), {})
+    flags = (f"--job_db={folder / 'jobs.sqlite3'}", "--job_lease_seconds=1", "--max_upload_bytes=5000000")
+    proxy = start(tmp_path_factory, backend, *flags, db=str(folder / "store.sqlite3"))
+    big = io.BytesIO()  # seconds to decode (no reduced-size decoding for WebP), a moment to identify
+    Image.new("RGB", (6000, 4000), (30, 90, 200)).save(big, "WEBP", lossless=True)
+    threading.Thread(target=lambda: call_quietly(proxy, big.getvalue()), daemon=True).start()
+    deadline = time.monotonic() + 30
+    listed = []
+    while not listed and time.monotonic() < deadline:
+        listed = call(proxy, "GET", "/images").json["images"]
+        time.sleep(0.01)
+    assert listed, "the upload never got a record"
+    image_id = listed[0]["id"]
+    assert call(proxy, "GET", f"/images/{image_id}").json["state"] == "pending"
+    proxy.process.send_signal(signal.SIGKILL)  # no graceful stop: the variants are never finished here
+    proxy.process.wait(10)
+    proxy = start(tmp_path_factory, backend, *flags, db=str(folder / "store.sqlite3"))
+    try:
+        done = wait_ready(proxy, image_id, timeout=60)
+        assert done["state"] == "ready", proxy.log()
+        assert decoded(call(proxy, "GET", done["variants"]["thumbnail"]["url"]).body).size == (150, 100)
+    finally:
+        proxy.stop()
+
+
+def call_quietly(proxy: Proxy, body: bytes) -> None:
+    try:
+        upload(proxy, body)
+    except OSError:  # the server is killed under it
+        pass

@@ -16,7 +16,8 @@ from .model import DONE, FAILED, PENDING, RUNNING, JobRecord, JobSpec
 
 
 class JobQueue(Protocol):
-    async def add(self, record: JobRecord) -> None: ...
+    async def add(self, record: JobRecord, due: float | None = None) -> None:
+        """Keep the job, due at `due` (default: at once, its created time)."""
 
     async def get(self, job_id: str) -> JobRecord | None: ...
 
@@ -55,8 +56,8 @@ class SqliteQueue(SqliteFile):
         super().__init__(path, _SCHEMA, "imgproxy-jobs-db")
 
     # --- the protocol -------------------------------------------------------------------
-    async def add(self, record: JobRecord) -> None:
-        await self._call(self._add, record)
+    async def add(self, record: JobRecord, due: float | None = None) -> None:
+        await self._call(self._add, record, record.created if due is None else due)
 
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._call(self._get, job_id)
@@ -75,11 +76,11 @@ class SqliteQueue(SqliteFile):
         await self._call(self._store, record, owner, at)
 
     # --- in the database thread -----------------------------------------------------------
-    def _add(self, r: JobRecord) -> None:
+    def _add(self, r: JobRecord, due: float) -> None:
         self._db.execute(
             f"INSERT INTO jobs ({_COLUMNS}, due) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (r.id, r.spec.dumps(), r.status, r.attempts, _json(r.error), json.dumps(r.results),
-             json.dumps(r.destinations), r.created, r.started, r.finished, r.created))
+             json.dumps(r.destinations), r.created, r.started, r.finished, due))
 
     def _get(self, job_id: str) -> JobRecord | None:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()

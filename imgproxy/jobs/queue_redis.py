@@ -181,7 +181,7 @@ class RedisQueue:
         self._closing: asyncio.Task | None = None
 
     # --- the protocol -------------------------------------------------------------------
-    async def add(self, record: JobRecord) -> None:
+    async def add(self, record: JobRecord, due: float | None = None) -> None:
         fields = {
             "id": record.id, "spec": record.spec.dumps(), "status": record.status, "attempts": record.attempts,
             "results": json.dumps(record.results), "destinations": json.dumps(record.destinations),
@@ -189,7 +189,7 @@ class RedisQueue:
             "error": None if record.error is None else json.dumps(record.error),
         }
         await self._add(keys=[self._jobs + record.id, self._delayed],
-                        args=[record.id, repr(record.created), *_flat(fields)])
+                        args=[record.id, repr(record.created if due is None else due), *_flat(fields)])
 
     async def get(self, job_id: str) -> JobRecord | None:
         found = await self._client.hgetall(self._jobs + job_id)

@@ -127,19 +127,21 @@ class StoreService:
         if not await self.blobs.put_if_absent(blob_key(record.id, "original", fmt), body):
             raise errors.internal("ID collision")  # 131 random bits: never, in practice
         await self.records.add(record)
-        if background or not names:
-            if names:
-                await self.enqueue(record.id)
-            else:
-                record.state = READY
-                await self.records.update(record)
+        if not names:
+            record.state = READY
+            await self.records.update(record)
             return record
+        if background:
+            await self.enqueue(record.id)
+            return record
+        # Queued first, due once a lease would have lapsed: if this server dies before the
+        # variants are made, another run makes them; if they are made, that run finds them.
+        await self.enqueue(record.id, due=time.time() + self.settings.job_lease_seconds)
         try:
             await self.make_variants(record, body)
         except ProxyError as e:
-            if is_transient(e):  # the original is safe: the queue tries again
-                log.warning("image %s: variants failed (%s); queued to try again", record.id, e)
-                await self.enqueue(record.id)
+            if is_transient(e):  # the original is safe: the queued job tries again
+                log.warning("image %s: variants failed (%s); the queue tries again", record.id, e)
             else:
                 await self._fail(record, e)
         return record
@@ -166,10 +168,10 @@ class StoreService:
             return await self.render.rasterize_many(Source(original), [(None, None)] * len(plans), plans)
         return await self.render.render_many(Source(original), plans)
 
-    async def enqueue(self, image_id: str) -> None:
+    async def enqueue(self, image_id: str, due: float | None = None) -> None:
         if self.queue is None:  # pragma: no cover - services always give the store a queue
             raise errors.internal("No job queue for background variants")
-        await self.queue.add(JobRecord(f"{TASK}-{image_id}", JobSpec(TASK, image_id, ()), created=time.time()))
+        await self.queue.add(JobRecord(f"{TASK}-{image_id}", JobSpec(TASK, image_id, ()), created=time.time()), due)
         self.wake()
 
     async def make_variants(self, record: ImageRecord, original: bytes | None = None) -> None:
