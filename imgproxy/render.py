@@ -56,9 +56,9 @@ class RenderService:
     async def render(self, source: Source, plan: Plan) -> Rendered:
         return await self.pool.run(pipeline.process, source.body, plan, self.imaging)
 
-    async def render_many(self, source: Source, plans: list[Plan]) -> list[Rendered]:
-        """Several outputs from one decode."""
-        return await self.pool.run(pipeline.process_many, source.body, plans, self.imaging)
+    async def render_many(self, source: Source, plans: list[Plan], derive: bool = False) -> list[Rendered]:
+        """Several outputs from one decode; `derive`: smaller ones from larger ones' pixels."""
+        return await self.pool.run(pipeline.process_many, source.body, plans, self.imaging, derive)
 
     async def predict(self, source: Source, plans: list[Plan]) -> list[tuple[int, int, str]]:
         """Each plan's output size and format, from the source's header alone."""

@@ -65,3 +65,39 @@ def test_predict_follows_exif_orientation_with_auto_orient():
     plan = build_plan(parse_query("w=100&mode=clip"), Settings(auto_orient=True))
     assert pipeline.predict(data, [plan], IMAGING) == [(100, 150, "JPEG")]
     assert opened(pipeline.process(data, plan, IMAGING).body).size == (100, 150)
+
+
+def test_derived_outputs_start_from_a_larger_whole_result(monkeypatch):
+    """derive=True (the store's variants): a resize-only plan starts from the pixels of a larger
+    fit, not from the decode; a crop or fill is never a starting point. Sizes stay the same."""
+    from io import BytesIO
+
+    from imgproxy.plan import Plan, Resize
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: every plan turns it first
+    out = BytesIO()
+    blocks((1600, 1200)).save(out, "JPEG", quality=95, exif=exif.tobytes())
+    data = out.getvalue()
+    fit = lambda w, h, mode="clip": Plan((Resize(w, h, mode, enlarge=False),), auto_orient=True)  # noqa: E731
+    # given smallest first: the pipeline orders them itself
+    plans = [fit(150, 150, "crop"), fit(120, None, "scale"), fit(64, 64, "fill"), fit(800, 800), fit(1000, 1000)]
+    starts = []
+    real = pipeline._render
+    monkeypatch.setattr(pipeline, "_render", lambda img, plan, step, settings, derived=False: (
+        starts.append((plan, img.size, derived)) or real(img, plan, step, settings, derived)))
+    derived = pipeline.process_many(data, plans, IMAGING, derive=True)
+    direct = pipeline.process_many(data, plans, IMAGING)
+    assert [(r.width, r.height, r.format) for r in derived] == [(r.width, r.height, r.format) for r in direct]
+    assert [(r.width, r.height) for r in derived] == [(150, 150), (120, 160), (64, 64), (600, 800), (750, 1000)]
+    first = {plans.index(p): (size, flag) for p, size, flag in starts[:5]}
+    assert first[4][1] is False  # the largest from the decode
+    assert first[3] == ((750, 1000), True)  # the next from the largest, already upright
+    assert first[0][0] == (600, 800) and first[1][0] == (600, 800)  # from the smallest that has the detail
+    assert first[2][0] == (120, 160)  # a fill may start from a whole result (the smallest with the detail)...
+    assert not any(size in ((64, 64), (150, 150)) for _, size, _ in starts)  # ...never from a crop or a fill
+    for a, b in zip(derived, direct):
+        x, y = opened(a.body).convert("RGB"), opened(b.body).convert("RGB")
+        diff = max(abs(p - q) for xy in ((x.width // 3, x.height // 3), (x.width // 2, x.height // 2))
+                   for p, q in zip(x.getpixel(xy), y.getpixel(xy)))
+        assert diff <= 12

@@ -18,7 +18,7 @@ from PIL import Image
 from .. import errors
 from ..plan import Operation, Plan, Resize, Rotate, Save
 from . import colour, decode, encode, svg
-from .operations import KINDS, ORIENTATIONS, Orient, Size, paints_background
+from .operations import KINDS, ORIENTATIONS, Orient, Size, effective_mode, needed_size, paints_background
 from .settings import ImagingSettings
 
 
@@ -36,15 +36,21 @@ def process(data: bytes, plan: Plan, settings: ImagingSettings) -> Rendered:
     return process_many(data, [plan], settings)[0]
 
 
-def process_many(data: bytes, plans: list[Plan], settings: ImagingSettings) -> list[Rendered]:
-    """Several plans from one source, decoded once (at the largest size any of them needs)."""
+def process_many(data: bytes, plans: list[Plan], settings: ImagingSettings,
+                 derive: bool = False) -> list[Rendered]:
+    """Several plans from one source, decoded once (at the largest size any of them needs).
+
+    `derive`: a plan that only resizes starts from the pixels of a larger one that showed the
+    whole image (the upload store's variants), not from the decode. Output sizes are the
+    same (geometry comes from the source's size); the pixels are resampled from fewer.
+    """
     with warnings.catch_warnings():
         # Pillow's warnings (corrupt EXIF and the like) are noise in a worker's log,
         # except the decompression-bomb one, which it gives below twice its limit.
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            return _process_many(data, plans, settings)
+            return _process_many(data, plans, settings, derive)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise errors.image_too_large(str(e)) from None
 
@@ -69,7 +75,7 @@ def _steps(img: Image.Image, plan: Plan, header: decode.SourceHeader, settings: 
     return _Steps(ops, operation_sizes(ops, header.size, settings.max_output_pixels), header, oriented)
 
 
-def _process_many(data: bytes, plans: list[Plan], settings: ImagingSettings) -> list[Rendered]:
+def _process_many(data: bytes, plans: list[Plan], settings: ImagingSettings, derive: bool) -> list[Rendered]:
     img = decode.open_image(data, settings.input_formats)
     if all(plan.is_noop for plan in plans):  # identified, never decoded
         fmt = decode.served_format(img.format)
@@ -85,25 +91,68 @@ def _process_many(data: bytes, plans: list[Plan], settings: ImagingSettings) -> 
     draft = None if None in drafts else (max(d[0] for d in drafts), max(d[1] for d in drafts))
     img = decode.load(img, draft)
     info = dict(img.info)
-    rendered = []
-    for plan, step in zip(plans, steps):
+    rendered: list[Rendered | None] = [None] * len(plans)
+    wholes: list[tuple[Image.Image, _Steps]] = []  # whole-image results, largest first (derive)
+    order = range(len(plans))
+    if derive:  # largest output first, so the smaller ones can start from it
+        order = sorted(order, key=lambda i: 0 if steps[i] is None else -_area(_output(steps[i], header.size)))
+    for i in order:
+        plan, step = plans[i], steps[i]
         if step is None:
-            rendered.append(Rendered(data, encode.content_type(source_format), source_format, *header.size))
+            rendered[i] = Rendered(data, encode.content_type(source_format), source_format, *header.size)
             continue
         img.info = dict(info)  # the encoder rewrites an unchanged image's info
-        rendered.append(_render(img, plan, step, settings))
+        start = _larger_whole(wholes, step) if derive else None
+        rendered[i], pixels = _render(img if start is None else start, plan, step, settings, start is not None)
+        if derive and _shows_whole(step):
+            wholes.append((pixels, step))
     return rendered
 
 
-def _render(img: Image.Image, plan: Plan, step: _Steps, settings: ImagingSettings) -> Rendered:
+def _area(size: Size) -> int:
+    return size[0] * size[1]
+
+
+def _only_resizes(step: _Steps) -> Resize | None:
+    """The plan's one Resize, when that (after the EXIF orientation) is all it does."""
+    ops = step.ops[1:] if step.oriented else step.ops
+    return ops[0] if len(ops) == 1 and isinstance(ops[0], Resize) else None
+
+
+def _shows_whole(step: _Steps) -> bool:
+    """Its result is the whole (upright) image, scaled: a fit or a scale, not a crop or a fill."""
+    op = _only_resizes(step)
+    return op is not None and effective_mode(op, step.sizes[-1]) in ("clip", "scale")
+
+
+def _larger_whole(wholes: list[tuple[Image.Image, _Steps]], step: _Steps) -> Image.Image | None:
+    """Pixels of the smallest whole-image result with the detail `step`'s resize needs."""
+    op = _only_resizes(step)
+    if op is None:
+        return None
+    needed = needed_size(op, step.sizes[-1])
+    for pixels, whole in reversed(wholes):
+        if whole.oriented == step.oriented and pixels.size[0] >= needed[0] and pixels.size[1] >= needed[1]:
+            return pixels
+    return None
+
+
+def _render(img: Image.Image, plan: Plan, step: _Steps, settings: ImagingSettings,
+            derived: bool = False) -> tuple[Rendered, Image.Image]:
+    """The plan's result, and its pixels before colour conversion and encoding. `derived`:
+    `img` is a smaller whole-image result, already upright: only the resize is left to do."""
     header = step.header
-    drafted = img.size != header.size
+    ops, sizes = step.ops, step.sizes
+    if derived and step.oriented:
+        ops, sizes = ops[1:], sizes[1:]
+    drafted = derived or img.size != header.size
     painted = False  # a fill put the image on its background (Pilbox then skips compositing)
-    for op, size in zip(step.ops, step.sizes):
+    for op, size in zip(ops, sizes):
         painted = painted or paints_background(op, size)
         # Until the first resize, a drafted image is smaller than its logical size.
         img = KINDS[type(op)].apply(img, op, size if drafted else None)
         drafted = drafted and not isinstance(op, Resize)
+    pixels = img
 
     if header.exif and plan.save.preserve_exif:
         exif: bytes | None = header.exif
@@ -118,7 +167,7 @@ def _render(img: Image.Image, plan: Plan, step: _Steps, settings: ImagingSetting
         img = colour.to_srgb(img, header.icc_profile)
         header = dataclasses.replace(header, icc_profile=None)
     body, fmt = encode.encode(img, plan.save, header, settings, painted)
-    return Rendered(body, encode.content_type(fmt), fmt, img.size[0], img.size[1])
+    return Rendered(body, encode.content_type(fmt), fmt, img.size[0], img.size[1]), pixels
 
 
 def predict(data: bytes, plans: list[Plan], settings: ImagingSettings) -> list[tuple[int, int, str]]:

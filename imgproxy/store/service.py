@@ -166,7 +166,8 @@ class StoreService:
     async def _render_many(self, record: ImageRecord, original: bytes, plans: list[Plan]):
         if record.format == "SVG":  # drawn at its own size, then each plan as for any image
             return await self.render.rasterize_many(Source(original), [(None, None)] * len(plans), plans)
-        return await self.render.render_many(Source(original), plans)
+        # Largest first, the smaller variants resampled from its pixels rather than the decode.
+        return await self.render.render_many(Source(original), plans, derive=True)
 
     async def enqueue(self, image_id: str, due: float | None = None) -> None:
         if self.queue is None:  # pragma: no cover - services always give the store a queue
