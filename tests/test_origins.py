@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 from posixpath import normpath
 from urllib.parse import unquote, urlsplit
@@ -54,10 +53,7 @@ class Reply:
 def servers():
     started = []
     for _ in range(3):
-        o = Origin()
-        # a short poll interval: stopping three servers takes milliseconds, not 1.5 s
-        o.thread = threading.Thread(target=o.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        started.append(o.start())
+        started.append(Origin().start())
     yield started
     for o in started:
         o.stop()

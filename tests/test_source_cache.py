@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import threading
 import time
 
 import pytest
@@ -43,7 +42,6 @@ class Versioned:
 @pytest.fixture(scope="module")
 def server():
     o = Origin()
-    o.thread = threading.Thread(target=o.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     yield o.start()
     o.stop()
 
