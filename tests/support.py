@@ -454,6 +454,28 @@ def alive(pid: int) -> bool:
         return False
 
 
+def serve_gated(origin: Origin, path: str, body: bytes, gate: threading.Event, free: int = 0,
+                content_type: str = "image/jpeg") -> str:
+    """Like `origin.serve`, but every fetch after the first `free` ones waits until `gate`
+    is set (30 s at most) before it is answered: a fetch that stays in flight exactly as
+    long as the test needs, where a fixed delay would have to guess (and be paid by every
+    later fetch too). Set the gate in a `finally`."""
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        if origin.hits[path] > free:
+            gate.wait(30)
+        try:
+            h.send_response(200)
+            h.send_header("Content-Type", content_type)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+        except OSError:  # the fetching node was killed meanwhile
+            pass
+
+    origin.routes[path] = handler
+    return origin.url(path)
+
+
 def serve_in_one_write(origin: Origin, path: str, body: bytes, content_type: str = "image/jpeg",
                        headers: dict[str, str] | None = None) -> str:
     """Like `origin.serve`, but the whole reply goes out in one write.

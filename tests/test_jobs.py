@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from support import Proxy, Receiver, decode, encode, quadrants
+from support import Proxy, Receiver, decode, encode, quadrants, serve_gated
 from support import job_post as post
 from support import job_status as status
 from support import job_wait as wait_done
@@ -131,27 +132,35 @@ def test_transient_failures_retry_with_backoff_permanent_ones_fail_at_once(serve
 
 
 def test_a_job_survives_kill_9_mid_run(tmp_path, origin, receiver):
-    origin.serve("/photos/slow.jpg", PHOTO, delay=3.0)
+    # The fetch that names the output (before the 202) is answered at once; the job's own
+    # fetch hangs until its node is killed, and the next node's is answered at once.
+    killed = threading.Event()
+    src = serve_gated(origin, "/photos/slow.jpg", PHOTO, killed, free=1)
     flags = job_flags(tmp_path, receiver, "--job_lease_seconds=1")
     first = Proxy(*flags, log_path=tmp_path / "log1").start()
-    job = {"operationType": "resize", "srcURL": origin.url("/photos/slow.jpg"),
+    job = {"operationType": "resize", "srcURL": src,
            "dstURL": f"file://{tmp_path / 'out'}/slow-{{$width}}.{{$ext}}", "args": {"width": 40, "height": 40}}
-    job_id = post(first, job, KEY)[2]["id"]
-    deadline = time.monotonic() + 10
-    while status(first, job_id, KEY).json["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(first.process.pid, signal.SIGKILL)  # mid-fetch: the lease is left behind
-    first.process.wait(10)
-    assert not (tmp_path / "out" / "slow-40.jpg").exists()
-    second = Proxy(*flags, log_path=tmp_path / "log2").start()
+    second = None
     try:
+        job_id = post(first, job, KEY)[2]["id"]
+        deadline = time.monotonic() + 10
+        while status(first, job_id, KEY).json["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(first.process.pid, signal.SIGKILL)  # mid-fetch: the lease is left behind
+        first.process.wait(10)
+        killed.set()
+        assert not (tmp_path / "out" / "slow-40.jpg").exists()
+        second = Proxy(*flags, log_path=tmp_path / "log2").start()
         doc = wait_done(second, job_id, KEY, timeout=30)
         assert doc["status"] == "done" and doc["attempts"] == 2
         assert decode((tmp_path / "out" / "slow-40.jpg").read_bytes()).size == (40, 40)
         assert [p.name for p in (tmp_path / "out").iterdir()] == ["slow-40.jpg"]  # one object, no leftovers
     finally:
-        second.stop()
+        killed.set()
+        first.stop()
+        if second is not None:
+            second.stop()
 
 
 def test_jobs_need_a_key(tmp_path):
@@ -169,13 +178,19 @@ def test_job_routes_are_off_by_default(proxy):
 
 
 def test_placeholder_is_there_before_the_reply_and_replaced(server, origin, receiver):
-    origin.serve("/photos/later.jpg", PHOTO, delay=1.0)
-    job = {"operationType": "resize", "srcURL": origin.url("/photos/later.jpg"),
+    # The fetch that names the output (before the 202) is answered at once; the job's own
+    # fetch waits until the placeholder has been looked at, so the result cannot beat it.
+    checked = threading.Event()
+    src = serve_gated(origin, "/photos/later.jpg", PHOTO, checked, free=1)
+    job = {"operationType": "resize", "srcURL": src,
            "dstURL": receiver.url("/put/ph-{$width}x{$height}.{$ext}"), "method": "PUT",
            "args": {"width": 120, "height": 80, "placeholder": True}}
-    code, _, body = post(server, job, KEY)
-    assert code == 202
-    data, content_type, _ = receiver.files["ph-120x80.jpg"]  # uploaded before the 202
+    try:
+        code, _, body = post(server, job, KEY)
+        assert code == 202
+        data, content_type, _ = receiver.files["ph-120x80.jpg"]  # uploaded before the 202
+    finally:
+        checked.set()
     img = decode(data).convert("RGB")
     assert img.size == (120, 80) and content_type == "image/jpeg"
     assert all(abs(c - 224) <= 3 for c in img.getpixel((60, 40)))  # plain grey

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
-from support import Proxy, Receiver, decode, encode, quadrants, start_redis, stop_redis
+from support import Proxy, Receiver, decode, encode, quadrants, serve_gated, start_redis, stop_redis
 from support import job_post as post
 from support import job_status as status
 from support import job_wait as wait_done
@@ -25,8 +26,10 @@ def cluster(tmp_path, origin):
     def node(name: str) -> Proxy:
         return Proxy("--workers=1", "--jobs", f"--job_key={KEY}", f"--job_queue_url=redis://127.0.0.1:{port}/0",
                      f"--job_allowed_destinations={receiver.url('/')}", "--allowed_hosts=127.0.0.1",
-                     "--job_lease_seconds=1", "--job_retry_seconds=0.2", log_path=tmp_path / f"{name}.log").start()
-    nodes = [node("a"), node("b")]
+                     "--job_lease_seconds=1", "--job_retry_seconds=0.2", log_path=tmp_path / f"{name}.log").launch()
+    nodes = [node("a"), node("b")]  # started side by side
+    for n in nodes:
+        n.wait_ready()
     yield nodes, receiver
     for n in nodes:
         n.stop()
@@ -53,14 +56,18 @@ def test_fifty_jobs_each_delivered_once_and_any_node_answers(cluster, origin):
 
 def test_a_node_killed_mid_run_hands_its_jobs_over(cluster, origin):
     (a, b), receiver = cluster
-    origin.serve("/nodes/slow.jpg", PHOTO, delay=2.0)
-    ids = [post(a, job(origin, n, receiver, "/nodes/slow.jpg"), KEY)[2]["id"] for n in range(4)]
-    deadline = time.monotonic() + 10
-    while not any(status(a, i, KEY).json["status"] == "running" for i in ids):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(a.process.pid, signal.SIGKILL)
-    a.process.wait(10)
+    killed = threading.Event()  # every fetch hangs until node a is killed, then is answered at once
+    serve_gated(origin, "/nodes/slow.jpg", PHOTO, killed)
+    try:
+        ids = [post(a, job(origin, n, receiver, "/nodes/slow.jpg"), KEY)[2]["id"] for n in range(4)]
+        deadline = time.monotonic() + 10
+        while not any(status(a, i, KEY).json["status"] == "running" for i in ids):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(a.process.pid, signal.SIGKILL)
+        a.process.wait(10)
+    finally:
+        killed.set()
     docs = [wait_done(b, i, KEY, timeout=60) for i in ids]
     assert all(d["status"] == "done" for d in docs), docs
     assert max(d["attempts"] for d in docs) == 2  # what node a held ran again on node b
