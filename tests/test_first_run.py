@@ -67,8 +67,8 @@ def test_try_it_works_offline(tmp_path):
                 p.kill()
 
 
-def test_a_refused_loopback_origin_names_the_option(start_proxy, origin):
-    p = start_proxy("--allowed_hosts=")  # no allowed hosts: loopback is internal
+def test_a_refused_loopback_origin_names_the_option(shared_proxy, origin):
+    p = shared_proxy("--allowed_hosts=")  # no allowed hosts: loopback is internal (test_hostile's OPEN)
     url = origin.serve("/internal.jpg", b"whatever")
     r = p.get(f"url={quote(url, safe='')}&w=10")
     assert r.status == 403 and r.json["error_code"] == 103

@@ -299,12 +299,17 @@ def test_exif_without_thumbnail_or_gps_is_kept_byte_for_byte():
     assert img.info["exif"] == decode(data).info["exif"]
 
 
-def test_exif_thumbnail_and_gps_over_http(start_proxy, proxy, origin):
+# Both settings in one proxy (a start costs about a second): the EXIF test's source has no
+# orientation to apply, and the orientation test's source no GPS to keep.
+NOT_PILBOX = ("--strip_gps=0", "--auto_orient=1")
+
+
+def test_exif_thumbnail_and_gps_over_http(shared_proxy, proxy, origin):
     exif, thumbnail = exif_with_thumbnail_and_gps()
     url = serve_in_one_write(origin, "/fidelity/exif.jpg", encode(quadrants((64, 40)), exif=exif))
     query = f"url={quote(url, safe='')}&w=32&h=20&exif=1"
     check_exif(decode(proxy.get(query).body), thumbnail, gps_kept=False)
-    keeps_gps = start_proxy("--strip_gps=0")
+    keeps_gps = shared_proxy(*NOT_PILBOX)
     check_exif(decode(keeps_gps.get(query).body), thumbnail, gps_kept=True)
 
 
@@ -387,10 +392,10 @@ def test_auto_orient_is_a_setting_that_reaches_the_plan():
     assert Plan((), Save(), True).canonical() != Plan((), Save()).canonical()
 
 
-def test_auto_orient_over_http(start_proxy, proxy, origin):
+def test_auto_orient_over_http(shared_proxy, proxy, origin):
     url = serve_in_one_write(origin, "/fidelity/six.jpg", tagged(6))
     query = f"url={quote(url, safe='')}&op=rotate&deg=0&exif=1"
     assert decode(proxy.get(query).body).size == (40, 64)  # default: sideways, as Pilbox
-    img = decode(start_proxy("--auto_orient=1").get(query).body)
+    img = decode(shared_proxy(*NOT_PILBOX).get(query).body)
     assert_upright(img)
     assert img.getexif()[0x0112] == 1

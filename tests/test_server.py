@@ -24,9 +24,14 @@ def photo(origin):
     })
 
 
+@pytest.fixture(scope="module")
+def other_port():
+    return free_port()  # nothing listens there: not the origin's
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _proxies_side_by_side(shared_proxy, origin):
-    shared_proxy.warm(SLOW_FETCHES, SIGNED, implicit_base(origin), allowed_port(origin.port))
+def _proxies_side_by_side(shared_proxy, origin, other_port):
+    shared_proxy.warm(SLOW_FETCHES, SIGNED, implicit_base(origin), allowed_port(other_port))
 
 
 SLOW_FETCHES = ("--timeout=0.5",)
@@ -34,7 +39,9 @@ SIGNED = ("--client_key=abcdef", "--client_name=web")
 
 
 def implicit_base(origin):
-    return (f"--implicit_base_url=http://127.0.0.1:{origin.port}/",)
+    """The implicit base URL and only the origin's port allowed, in one proxy: the
+    implicit base test fetches from that port, the allowed port test from nowhere else."""
+    return (f"--implicit_base_url=http://127.0.0.1:{origin.port}/", *allowed_port(origin.port))
 
 
 def allowed_port(port):
@@ -143,10 +150,10 @@ def test_signature_client_and_order(shared_proxy, photo):
     assert_error(signed.get(sign("abcdef", query) .replace("client=web", "client=web&extra=1")), 403, 101)
 
 
-def test_allowed_host_with_port(shared_proxy, start_proxy, origin, photo):
-    p = shared_proxy(*allowed_port(origin.port))
+def test_allowed_host_with_port(shared_proxy, origin, photo, other_port):
+    p = shared_proxy(*implicit_base(origin))  # allows exactly the origin's port
     assert p.get(q(photo[1], w=20)).image.size[0] == 20
-    other = start_proxy(f"--allowed_hosts=127.0.0.1:{free_port()}")
+    other = shared_proxy(*allowed_port(other_port))
     assert_error(other.get(q(photo[1], w=20)), 403, 103)
 
 
