@@ -72,16 +72,18 @@ def origin():
 
 
 @pytest.fixture(scope="module")
-def front(start_proxy, origin, tmp_path_factory):
+def front(launch_proxy, origin, tmp_path_factory):
     nginx_binary()  # no NGINX is a failure, not a skip
     flags = (f"--origins=http://127.0.0.1:{origin.port}/base/", "--source_cache_bytes=50000000",
              "--presets=s50:w=50&h=50&mode=crop", "--cache_control=public, max-age=3600")
-    nodes = [start_proxy(*flags), start_proxy(*flags)]
+    nodes = [launch_proxy(*flags), launch_proxy(*flags)]  # started side by side
+    for node in nodes:
+        node.wait_ready()
     tmp = tmp_path_factory.mktemp("nginx-nodes")
     port = free_port()
     nginx = start_nginx(tmp, nodes_http(tmp, port, [n.port for n in nodes]), port, nodes)
     yield nginx
-    nginx.stop()  # the nodes are stopped by start_proxy's fixture, by PID
+    nginx.stop()  # the nodes are stopped by launch_proxy's fixture, by PID
 
 
 def node_of(r, front) -> int:

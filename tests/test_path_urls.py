@@ -26,12 +26,27 @@ def origins():
         o.stop()
 
 
-@pytest.fixture(scope="module")
-def server(start_proxy, origins):
+def server_flags(origins) -> tuple[str, ...]:
     bases = ",".join(f"http://127.0.0.1:{o.port}/images/" for o in origins)
     presets = "s220:w=220&h=220&mode=crop;m100:w=100&mode=clip&fmt=png;default:q=80"
-    return start_proxy(f"--origins={bases}", f"--presets={presets}", "--source_cache_bytes=50000000",
-                       "--allowed_hosts=")
+    return (f"--origins={bases}", f"--presets={presets}", "--source_cache_bytes=50000000", "--allowed_hosts=")
+
+
+def locked_flags(origins) -> tuple[str, ...]:
+    base = f"http://127.0.0.1:{origins[0].port}/images/"
+    return (f"--origins={base}", "--presets=s220:w=220&h=220&mode=crop", "--sizes=64x64,64x64!",
+            "--presets_only", f"--client_key={KEY}", "--allowed_hosts=")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _proxies_side_by_side(shared_proxy, origins):
+    # Only this module's origins are in their flags: no other module shares them.
+    shared_proxy.warm(server_flags(origins), locked_flags(origins))
+
+
+@pytest.fixture(scope="module")
+def server(shared_proxy, origins):
+    return shared_proxy(*server_flags(origins))
 
 
 def size_of(r) -> tuple[int, int]:
@@ -132,10 +147,8 @@ def test_query_api_paths_use_the_same_origins(server, origins):
 # --- sizes, signatures and presets_only ------------------------------------------------
 
 @pytest.fixture(scope="module")
-def locked(start_proxy, origins):
-    base = f"http://127.0.0.1:{origins[0].port}/images/"
-    return start_proxy(f"--origins={base}", "--presets=s220:w=220&h=220&mode=crop", "--sizes=64x64,64x64!",
-                       "--presets_only", f"--client_key={KEY}", "--allowed_hosts=")
+def locked(shared_proxy, origins):
+    return shared_proxy(*locked_flags(origins))
 
 
 def test_sizes_list_and_signed_requests(locked):
