@@ -196,14 +196,16 @@ def test_two_queue_objects_share_the_jobs(where):
 
 # --- two nodes in processes of their own -------------------------------------------------
 
-def _node(where, owner: str, seconds: float, start, out, settle: bool, limit: int) -> None:
-    """A node: lease jobs on the wall clock until none is due (or `limit`: a broken queue
-    might hand them out forever), settling each
-    after a moment's work if `settle`; report the ids leased, then wait to be killed or end."""
+def _node(where, owner: str, seconds: float, ready, start, out, settle: bool, limit: int) -> None:
+    """A node: once its queue is open (it releases `ready`) and `start` is set, lease jobs on
+    the wall clock until none is due (or `limit`: a broken queue might hand them out
+    forever), settling each after a moment's work if `settle`; report the ids leased, then
+    wait to be killed or end."""
     async def main():
         q = open_queue(where)
         taken = []
-        start.wait(10)
+        ready.release()
+        start.wait(20)
         while len(taken) < limit:
             record = await q.lease(owner, seconds, time.time())
             if record is None:
@@ -232,12 +234,15 @@ def _seed(where, count: int) -> list[str]:
 def test_two_nodes_lease_each_job_exactly_once(where):
     ids = _seed(where, 50)
     ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
-    nodes = [ctx.Process(target=_node, args=(where, f"node-{n}", 30, start, out, True, 60)) for n in "ab"]
+    ready, start, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+    nodes = [ctx.Process(target=_node, args=(where, f"node-{n}", 30, ready, start, out, True, 60)) for n in "ab"]
     for p in nodes:
         p.start()
     try:
-        time.sleep(0.05)
+        # both started and connected: on a busy machine one could otherwise take every job
+        # before the other has imported anything
+        for _ in nodes:
+            assert ready.acquire(timeout=20)
         start.set()
         reports = [out.get(timeout=20) for _ in nodes]
     finally:
@@ -259,8 +264,8 @@ def test_two_nodes_lease_each_job_exactly_once(where):
 def test_a_dead_nodes_jobs_go_to_another_after_its_lease(where):
     ids = _seed(where, 12)
     ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
-    doomed = ctx.Process(target=_node, args=(where, "node-dead", 0.5, start, out, False, 10))
+    ready, start, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+    doomed = ctx.Process(target=_node, args=(where, "node-dead", 0.5, ready, start, out, False, 10))
     doomed.start()
     try:
         start.set()
