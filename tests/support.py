@@ -358,8 +358,17 @@ class Proxy:
 
     def wait_ready(self, timeout: float = 30.0) -> "Proxy":
         deadline = time.monotonic() + timeout
+        retries = 3
         while not self.ready and time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if retries and "Address already in use" in self.log():
+                    # free_port() only found a port free: with tests running in parallel,
+                    # another process may have bound it since. Try another one.
+                    retries -= 1
+                    self.port = free_port()
+                    self.flags[0] = f"--port={self.port}"
+                    self.launch()
+                    continue
                 raise RuntimeError(f"imgproxy exited with {self.process.returncode}: {self.log()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
