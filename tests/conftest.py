@@ -19,7 +19,10 @@ def launch_proxy(tmp_path_factory):
 
     def launch(*flags: str) -> Proxy:
         log = tmp_path_factory.mktemp("proxy") / "imgproxy.log"
-        proxy = Proxy("--workers=1", "--allowed_hosts=127.0.0.1", *flags, log_path=log).launch()
+        # State files in the test's own folder (a later flag overrides): never the checkout's
+        # imgproxy-state/, which every server of a run would share
+        state = (f"--job_db={log.parent / 'jobs.sqlite3'}", f"--store_db={log.parent / 'store.sqlite3'}")
+        proxy = Proxy("--workers=1", "--allowed_hosts=127.0.0.1", *state, *flags, log_path=log).launch()
         started.append(proxy)
         return proxy
 

@@ -54,7 +54,7 @@ def browser():
 
 def store_flags(folder: Path) -> tuple[str, ...]:
     return (f"--store_dir={folder / 'store'}", f"--store_token={TOKEN}",
-            f"--store_db={folder / 'store.sqlite3'}")
+            f"--store_db={folder / 'store.sqlite3'}", f"--job_db={folder / 'jobs.sqlite3'}")
 
 
 def wait(driver, condition, message: str):
