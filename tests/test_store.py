@@ -162,7 +162,7 @@ def start(tmp_path_factory, backend: Backend, *flags: str, db: str | None = None
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, backend):
-    proxy = start(tmp_path_factory, backend)
+    proxy = start(tmp_path_factory, backend, "--source_cache_bytes=20000000")
     yield proxy
     proxy.stop()
 
@@ -597,3 +597,19 @@ def call_quietly(proxy: Proxy, body: bytes) -> None:
         upload(proxy, body)
     except OSError:  # the server is killed under it
         pass
+
+
+def metric(proxy: Proxy, name: str) -> float:
+    text = call(proxy, "GET", "/metrics").body.decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_originals_are_loaded_like_any_source(server, photo):
+    """Through the render service's loader: counted as fetched, kept in the cache of originals."""
+    base = f"/images/{photo.json['id']}"
+    fetched, hits = metric(server, "imgproxy_fetched_bytes_total"), metric(
+        server, 'imgproxy_source_cache_requests_total{result="hit"}')
+    for size in ("31x31", "32x32", "33x33!"):
+        assert call(server, "GET", f"{base}/{size}").status == 200
+    assert metric(server, "imgproxy_fetched_bytes_total") - fetched == 3 * photo.json["bytes"]
+    assert metric(server, 'imgproxy_source_cache_requests_total{result="hit"}') - hits >= 2

@@ -24,6 +24,8 @@ from ..sources.ftp import FtpLoader
 from ..sources.http import HttpLoader
 from ..sources.origins import OriginsLoader
 from ..sources.router import SourceRouter
+from ..sources.store import StoreLoader
+from ..storage import BlobStore
 from ..storage.files import FileStore
 from ..storage.redis import RedisStore
 from ..store.metadata import Records, SqliteRecords
@@ -60,7 +62,7 @@ def origin_bases(settings: Settings) -> tuple[str, ...]:
     return settings.origins or ((settings.implicit_base_url,) if settings.implicit_base_url else ())
 
 
-def make_loader(settings: Settings, metrics: Metrics) -> CachingLoader:
+def make_loader(settings: Settings, metrics: Metrics, store_blobs: BlobStore | None = None) -> CachingLoader:
     """Every fetch goes through one cache of originals (or, with no room set, just
     one fetch at a time per source); /paths go to the origins, the master first."""
     bases = origin_bases(settings)
@@ -70,23 +72,26 @@ def make_loader(settings: Settings, metrics: Metrics) -> CachingLoader:
     if bases:
         origins = OriginsLoader(bases, http, settings.origin_hedge_ms / 1000.0,
                                 lambda base, outcome: metrics.origin_fetches.labels(base, outcome).inc())
-    store = (FileStore(settings.source_cache_dir, settings.source_cache_dir_bytes)
-             if settings.source_cache_dir else None)
+    disk = (FileStore(settings.source_cache_dir, settings.source_cache_dir_bytes)
+            if settings.source_cache_dir else None)
     ftp = FtpLoader(settings) if settings.jobs else None  # job sources only: the query API takes http(s)
     files = FileLoader(settings) if settings.jobs and settings.job_file_root else None
-    return CachingLoader(SourceRouter(http, origins, ftp=ftp, files=files), settings.source_cache_bytes, store,
+    uploads = StoreLoader(store_blobs) if store_blobs is not None else None
+    router = SourceRouter(http, origins, ftp=ftp, files=files, store=uploads)
+    return CachingLoader(router, settings.source_cache_bytes, disk,
                          settings.source_cache_ttl, lambda result: metrics.source_cache.labels(result).inc())
 
 
 def make_services(settings: Settings, pool: Pool, metrics: Metrics) -> Services:
-    render = RenderService(settings, make_loader(settings, metrics), pool, metrics)
+    blobs = make_store_blobs(settings) if settings.store else None
+    render = RenderService(settings, make_loader(settings, metrics, blobs), pool, metrics)
     services = Services(pool, metrics, render, Results(render, make_result_cache(settings, metrics)))
     if settings.jobs or settings.store:
         queue = make_job_queue(settings)
         services.jobs = queue
         tasks = {}
         if settings.store:
-            services.store = StoreService(settings, render, make_store_blobs(settings), make_store_records(settings),
+            services.store = StoreService(settings, render, blobs, make_store_records(settings),
                                           queue, wake=lambda: services.job_runner.wake())
             tasks[TASK] = services.store.run_task
         services.job_runner = JobRunner(settings, queue, render, destinations.deliver, callback_for(settings), tasks)

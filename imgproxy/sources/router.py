@@ -1,5 +1,6 @@
 """One Loader for every kind of reference: absolute URLs over HTTP, `/paths` on the origins,
-and for jobs ftp(s):// and file:// when their loaders are given."""
+for jobs ftp(s):// and file://, and the upload store's store: originals, when their loaders
+are given."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from . import Loader, Source, Validators
 
 class SourceRouter:
     def __init__(self, http: Loader, origins: Loader | None = None, *,
-                 ftp: Loader | None = None, files: Loader | None = None):
+                 ftp: Loader | None = None, files: Loader | None = None, store: Loader | None = None):
         self.http = http
         self.origins = origins
         self.ftp = ftp
         self.files = files
+        self.store = store
 
     async def load(self, ref: str, validators: Validators | None = None) -> Source | None:
         if ref.startswith("/"):
@@ -26,6 +28,8 @@ class SourceRouter:
             if self.ftp is None:
                 raise errors.forbidden(Code.URL, "FTP sources are not enabled")
             return await self.ftp.load(ref, validators)
+        if scheme == "store" and self.store is not None:
+            return await self.store.load(ref, validators)
         if scheme == "file":
             if self.files is None:
                 raise errors.forbidden(Code.URL, "file sources are not enabled")

@@ -27,6 +27,7 @@ from ..options.path import size_options
 from ..plan import AUTO, Plan, Save
 from ..render import RenderService
 from ..sources import Source
+from ..sources.store import SCHEME as STORE_SCHEME
 from ..storage import BlobStore
 from .ids import new_id
 from .metadata import Records
@@ -214,8 +215,12 @@ class StoreService:
         return record
 
     async def original(self, record: ImageRecord) -> Stored:
+        """The bytes as uploaded, read as any stored image is (no worker involved)."""
         key = blob_key(record.id, "original", record.format)
-        return Stored(await self._original(record), content_type(record.format), etag_for(key))
+        body = await self.blobs.get(key)
+        if body is None:
+            raise errors.not_found("No such image")
+        return Stored(body, content_type(record.format), etag_for(key))
 
     async def image(self, record: ImageRecord, name: str, plan: Plan, client_etag: str | None = None) -> Stored | str:
         """A variant, size or rendering stored under `name`: from the store, else made once and
@@ -242,10 +247,10 @@ class StoreService:
         return rendered.body
 
     async def _original(self, record: ImageRecord) -> bytes:
-        body = await self.blobs.get(blob_key(record.id, "original", record.format))
-        if body is None:
-            raise errors.not_found("No such image")
-        return body
+        """Through the render service's loader (sources/store.py): counted as a fetch, kept in the
+        cache of originals where one is set, refused at once when the pool is full."""
+        source = await self.render.load(STORE_SCHEME + blob_key(record.id, "original", record.format))
+        return source.body
 
     # --- delete and browse ------------------------------------------------------------------
     async def delete(self, image_id: str) -> None:
