@@ -613,3 +613,11 @@ def test_originals_are_loaded_like_any_source(server, photo):
         assert call(server, "GET", f"{base}/{size}").status == 200
     assert metric(server, "imgproxy_fetched_bytes_total") - fetched == 3 * photo.json["bytes"]
     assert metric(server, 'imgproxy_source_cache_requests_total{result="hit"}') - hits >= 2
+
+
+def test_store_references_are_the_store_s_own(server, photo):
+    """Only the store makes store: references: the query API refuses one as a source URL."""
+    image_id = photo.json["id"]
+    ref = f"store:{image_id[:2]}/{image_id}/original.jpg"
+    r = call(server, "GET", f"/?url={ref}&w=10", token=None)
+    assert r.status == 400 and r.json["error_code"] == 8
