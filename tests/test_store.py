@@ -615,6 +615,15 @@ def test_originals_are_loaded_like_any_source(server, photo):
     assert metric(server, 'imgproxy_source_cache_requests_total{result="hit"}') - hits >= 2
 
 
+def test_store_requests_are_counted(server, photo):
+    ok = 'imgproxy_requests_total{op="store",status="200"}'
+    missing = 'imgproxy_requests_total{op="store",status="404"}'
+    before = metric(server, ok), metric(server, missing)
+    call(server, "GET", f"/images/{photo.json['id']}/thumbnail")
+    call(server, "GET", "/images/" + "Z" * 22)
+    assert (metric(server, ok) - before[0], metric(server, missing) - before[1]) == (1, 1)
+
+
 def test_store_references_are_the_store_s_own(server, photo):
     """Only the store makes store: references: the query API refuses one as a source URL."""
     image_id = photo.json["id"]

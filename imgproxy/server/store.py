@@ -33,6 +33,12 @@ class StoreHandler(BaseHandler):
     def store(self):
         return self.app.services.store
 
+    def on_finish(self) -> None:
+        """Counted in /metrics like image requests, under op="store"."""
+        metrics = self.app.services.metrics
+        metrics.requests.labels(str(self.get_status()), "store").inc()
+        metrics.observe("total", self.request.request_time())
+
     def check_token(self) -> None:
         given = self.request.headers.get("Authorization", "")
         scheme, _, token = given.partition(" ")
