@@ -141,3 +141,40 @@ def test_the_decode_spy_sees_a_drafted_jpeg(big_jpeg, decodes):
     """The spy above can tell: a JPEG source shows its draft and its reduced decode."""
     run(big_jpeg, Resize(300, 300, "crop"))
     assert decodes["load"][0] == ("JPEG", (500, 375))
+
+
+def _png_with_exif_after_pixels(orientation: int) -> bytes:
+    import io
+    import struct
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 0, 0)).save(out, "PNG", exif=exif.tobytes())
+    data, i, chunks = out.getvalue(), 8, []
+    while i < len(data):
+        (length,) = struct.unpack(">I", data[i:i + 4])
+        chunks.append(data[i:i + 12 + length])
+        i += 12 + length
+    late = [c for c in chunks if c[4:8] == b"eXIf"]
+    others = [c for c in chunks if c[4:8] != b"eXIf"]
+    return data[:8] + b"".join(others[:-1] + late + others[-1:])  # eXIf between the pixels and IEND
+
+
+def test_a_png_s_orientation_is_read_without_decoding_it():
+    """Pillow's getexif() decodes a whole PNG to look for EXIF after its pixels; the chunk
+    headers tell as much (the store reads every upload's orientation before decoding it)."""
+    import io
+
+    from imgproxy.imaging import decode
+    out = io.BytesIO()
+    Image.new("RGB", (3000, 2000), (10, 20, 30)).save(out, "PNG")
+    img = decode.open_image(out.getvalue(), ("PNG",))
+    assert decode.orientation_tag(img) == 0 and img._im is None  # still undecoded
+    late = decode.open_image(_png_with_exif_after_pixels(6), ("PNG",))
+    assert decode.orientation_tag(late) == 6  # found past the pixels all the same
+    from support import IMAGING
+
+    from imgproxy.plan import Plan
+    rendered = pipeline.process(_png_with_exif_after_pixels(6), Plan((Resize(20, None, "scale"),),
+                                                                     auto_orient=True), IMAGING)
+    assert (rendered.width, rendered.height) == (20, 26)  # turned upright: 30x40, then 20 wide

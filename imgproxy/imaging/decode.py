@@ -134,11 +134,38 @@ def reset_orientation(exif: bytes) -> bytes:
 
 def orientation_tag(img: Image.Image) -> int:
     """The EXIF Orientation tag (1-8) of any format; 0 if none or unreadable."""
+    if img.format == "PNG" and "exif" not in img.info and not _png_has_exif(img):
+        return 0  # Pillow's getexif() would decode the whole PNG to look past its pixels
     try:
         value = img.getexif().get(_ORIENTATION_TAG)
     except Exception:  # broken EXIF must not fail the image: it just is not turned
         return 0
     return value if isinstance(value, int) and 1 <= value <= 8 else 0
+
+
+def _png_has_exif(img: Image.Image) -> bool:
+    """Whether an eXIf chunk follows the pixels, read from the chunk headers alone (the pixel
+    data is skipped, not decompressed). True when unsure: then getexif() decides."""
+    fp = getattr(img, "fp", None)
+    if fp is None or not hasattr(fp, "seek"):
+        return True
+    where = fp.tell()
+    try:
+        fp.seek(8)  # the signature
+        while True:
+            head = fp.read(8)
+            if len(head) < 8:
+                return False
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"eXIf":
+                return True
+            if kind == b"IEND":
+                return False
+            fp.seek(length + 4, 1)  # the data and its CRC
+    except (OSError, ValueError, struct.error):
+        return True
+    finally:
+        fp.seek(where)
 
 
 _GPS_IFD_TAG = 0x8825
