@@ -9,39 +9,29 @@ import time
 import tornado.web
 
 from .. import errors, signature
-from ..errors import Code
+from ..errors import Code, ProxyError
 from ..jobs import destinations, templates
 from ..jobs.model import JobRecord, status_document
 from ..jobs.spec import MAX_BODY, check_source, parse_job, plan_for, raster_sizes
-from .replies import BaseHandler
+from .replies import BaseHandler, CappedBody
 
 
 @tornado.web.stream_request_body
-class JobsHandler(BaseHandler):
+class JobsHandler(CappedBody, BaseHandler):
     """POST /jobs: check, store durably, answer 202; the runner does the rest."""
 
     def prepare(self) -> None:
-        self._body = bytearray()
-        self._too_large = False
-        length = self.request.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > MAX_BODY:
-            self._too_large = True  # answered before the body is read further
-            raise errors.job_too_large(f"A job is at most {MAX_BODY} bytes")
+        self.start_body(MAX_BODY)
 
-    def data_received(self, chunk: bytes) -> None:
-        if len(self._body) + len(chunk) > MAX_BODY:
-            self._too_large = True
-            return
-        self._body.extend(chunk)
+    def too_large(self) -> ProxyError:
+        return errors.job_too_large(f"A job is at most {MAX_BODY} bytes")
 
     async def post(self) -> None:
         await self.answer(self._serve())
 
     async def _serve(self) -> None:
-        if self._too_large:
-            raise errors.job_too_large(f"A job is at most {MAX_BODY} bytes")
+        body = self.received()
         settings, services = self.app.imgproxy_settings, self.app.services
-        body = bytes(self._body)
         if not signature.verify_job(settings.job_key, body, self.request.headers.get("X-Signature")):
             raise errors.forbidden(Code.SIGNATURE, "Missing or invalid X-Signature")
         spec = parse_job(body, settings)

@@ -97,6 +97,37 @@ class BaseHandler(tornado.web.RequestHandler):
             self.app.inflight -= 1
 
 
+class CappedBody:
+    """For a @stream_request_body handler: the body kept as it arrives, up to a limit. Past it
+    the rest is dropped and the handler answers `too_large()` (413) instead of the
+    connection being cut, whether or not the client sent a Content-Length."""
+
+    def too_large(self) -> ProxyError:
+        raise NotImplementedError
+
+    def start_body(self, limit: int) -> None:
+        """In prepare(); a Content-Length over `limit` is refused before the body is read."""
+        self._body, self._body_limit, self._over = bytearray(), limit, False
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > limit:
+            self._over = True
+            raise self.too_large()
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._over:
+            return
+        if len(self._body) + len(chunk) > self._body_limit:
+            self._over, self._body = True, bytearray()
+            return
+        self._body.extend(chunk)
+
+    def received(self) -> bytes:
+        """The whole body, or the 413 when it was over the limit."""
+        if self._over:
+            raise self.too_large()
+        return bytes(self._body)
+
+
 def log_request(handler: tornado.web.RequestHandler) -> None:
     status = handler.get_status()
     size = handler._headers.get("Content-Length", "-")  # set by finish()

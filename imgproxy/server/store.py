@@ -14,14 +14,14 @@ import tornado.web
 from .. import errors, security
 from ..delivery.conditional import etag_matches
 from ..delivery.negotiate import choose_format
-from ..errors import Code
+from ..errors import Code, ProxyError
 from ..options.presets import layered
 from ..options.query import parse_query
 from ..store.ids import PATTERN as ID
 from ..store.records import document, image_path, summary
 from ..store.service import Stored
 from ..store.sizes import is_size
-from .replies import BaseHandler
+from .replies import BaseHandler, CappedBody
 
 IMMUTABLE = "public, max-age=31536000, immutable"  # an ID's bytes never change
 FORM_OVERHEAD = 64 * 1024  # a multipart form's boundaries and fields, beyond the image itself
@@ -74,52 +74,34 @@ class StoreHandler(BaseHandler):
 
 
 @tornado.web.stream_request_body
-class ImagesHandler(StoreHandler):
+class ImagesHandler(CappedBody, StoreHandler):
     """POST /images: an upload (raw body or a form's `image` field); GET /images: a page of IDs."""
 
     def prepare(self) -> None:
-        self._body = bytearray()
-        self._too_large = False
-        if self.request.method != "POST":
-            return
-        self.check_token()  # before a byte of the body is read
         limit = self.app.imgproxy_settings.max_upload_bytes + FORM_OVERHEAD
-        # Room to read (and drop) a chunked body somewhat over the limit, so it gets its 413.
-        self.request.connection.set_max_body_size(2 * limit)
-        length = self.request.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > limit:
-            self._too_large = True
-            raise self._too_large_error()
+        if self.request.method == "POST":
+            self.check_token()  # before a byte of the body is read
+            # Room to read (and drop) a chunked body somewhat over the limit, so it gets its 413.
+            self.request.connection.set_max_body_size(2 * limit)
+        self.start_body(limit)
 
-    def _too_large_error(self):
+    def too_large(self) -> ProxyError:
         return errors.upload_too_large(f"An upload is at most {self.app.imgproxy_settings.max_upload_bytes} bytes")
-
-    def data_received(self, chunk: bytes) -> None:
-        if self._too_large:
-            return
-        if len(self._body) + len(chunk) > self.app.imgproxy_settings.max_upload_bytes + FORM_OVERHEAD:
-            self._too_large = True
-            self._body = bytearray()
-            return
-        self._body.extend(chunk)
 
     async def post(self) -> None:
         await self.answer(self._upload())
 
     async def _upload(self) -> None:
-        if self._too_large:
-            raise self._too_large_error()
-        body, title = self._image_and_title()
+        body, title = self._image_and_title(self.received())
         if len(body) > self.app.imgproxy_settings.max_upload_bytes:
-            raise self._too_large_error()
+            raise self.too_large()
         background = self.get_query_argument("async", "0") not in ("0", "", "false")
         record = await self.store.upload(body, title, background)
         self.set_header("Location", image_path(record.id))
         doc = document(record, self.app.imgproxy_settings.store_serve_original)
         self.reply_json(202 if record.state == "pending" else 201, doc)
 
-    def _image_and_title(self) -> tuple[bytes, str | None]:
-        body = bytes(self._body)
+    def _image_and_title(self, body: bytes) -> tuple[bytes, str | None]:
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.lower().startswith("multipart/form-data"):
             fields: dict = {}
