@@ -277,7 +277,7 @@ def test_uploads_deletes_and_records_go_to_the_server(start_front):
 
 FORMATS = {  # Pillow's name -> (file extension, Content-Type)
     "JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png"), "GIF": ("gif", "image/gif"),
-    "WEBP": ("webp", "image/webp"), "TIFF": ("tif", "image/tiff"), "AVIF": ("avif", "image/avif"),
+    "WEBP": ("webp", "image/webp"), "TIFF": ("tiff", "image/tiff"), "AVIF": ("avif", "image/avif"),
 }
 
 

@@ -38,6 +38,14 @@ CONTENT_TYPES = {
     "TIFF": "image/tiff",
     "AVIF": "image/avif",
 }
+# File extensions of the formats written: job destination names ({$ext}) and the store's files.
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "TIFF": "tiff", "AVIF": "avif"}
+
+
+def extension(fmt: str) -> str:
+    return EXTENSIONS.get(fmt, fmt.lower())
+
+
 # Modes each format writes faithfully (Pillow would convert or refuse the others).
 WRITABLE_MODES = {
     "JPEG": ("1", "L", "RGB", "CMYK"),

@@ -71,6 +71,10 @@ class _Refused(Exception):
     """Raised inside expat's handlers; becomes errors.unsafe_image."""
 
 
+def looks_like_svg(data: bytes) -> bool:
+    return b"<svg" in data[:_SNIFF]
+
+
 def svg_size(data: bytes, settings: ImagingSettings) -> tuple[int, int]:
     """The SVG's own size in pixels (rounded up, as resvg does), after every check."""
     _, size = _sanitise(data, settings)
@@ -128,7 +132,7 @@ def _sanitise(data: bytes, settings: ImagingSettings) -> tuple[ET.Element, tuple
     """The checked tree and its intrinsic size in px; every refusal is a ProxyError."""
     if len(data) > MAX_BYTES:
         raise errors.image_too_large(f"SVG is {len(data)} bytes, more than {MAX_BYTES}")
-    if b"<svg" not in data[:_SNIFF]:
+    if not looks_like_svg(data):
         raise errors.unsupported_image("Not an SVG image (no <svg> element at its start)")
     try:
         root = _parse(data)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote, urlsplit
 
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "TIFF": "tiff", "AVIF": "avif"}
+from ..imaging.encode import extension
+
 VARIABLES = ("{$width}", "{$height}", "{$basename}", "{$ext}", "{$extension}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _VARIABLE = re.compile(r"\{\$[^}]*\}")
@@ -32,7 +33,7 @@ def needs_result(template: str) -> bool:
 
 
 def expand(template: str, width: int, height: int, source_url: str, fmt: str) -> str:
-    ext = EXTENSIONS.get(fmt, fmt.lower())
+    ext = extension(fmt)
     for name, value in (("{$width}", str(width)), ("{$height}", str(height)),
                         ("{$basename}", basename(source_url)), ("{$extension}", ext), ("{$ext}", ext)):
         template = template.replace(name, value)

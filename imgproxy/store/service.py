@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .. import errors
 from ..delivery.coalesce import Coalescer
 from ..errors import ProxyError
-from ..imaging.encode import CONTENT_TYPES
+from ..imaging import encode, svg
 from ..jobs.model import JobRecord, JobSpec
 from ..jobs.runner import is_transient
 from ..options.build import Options, build_plan
@@ -42,7 +42,6 @@ log = logging.getLogger("imgproxy.store")
 
 TASK = "store-variants"  # the job queue's operation for variants made in the background
 MAX_TITLE = 200
-SVG_SNIFF = 4096  # an SVG says <svg within its first bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +154,7 @@ class StoreService:
         try:
             return await self.render.predict(Source(body), plans)
         except ProxyError as e:
-            if e.code != errors.Code.IMAGE_FORMAT or b"<svg" not in body[:SVG_SNIFF]:
+            if e.code != errors.Code.IMAGE_FORMAT or not svg.looks_like_svg(body):
                 raise
         (width, height, _), = await self.render.predict_raster(Source(body), [(None, None)], plans[:1])
         found = [(width, height, "SVG")]
@@ -265,4 +264,4 @@ class StoreService:
 
 
 def content_type(fmt: str) -> str:
-    return "image/svg+xml" if fmt == "SVG" else CONTENT_TYPES.get(fmt, "application/octet-stream")
+    return "image/svg+xml" if fmt == "SVG" else encode.content_type(fmt)
