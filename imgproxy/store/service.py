@@ -31,7 +31,7 @@ from ..sources.store import SCHEME as STORE_SCHEME
 from ..storage import BlobStore
 from .ids import new_id
 from .metadata import Records
-from .records import EXTENSIONS, FAILED, READY, ImageRecord
+from .records import EXTENSIONS, FAILED, PENDING, READY, ImageRecord
 from .sizes import scaled_size
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,15 +121,14 @@ class StoreService:
             raise errors.bad_request(errors.Code.STORE, "No image in the upload")
         names = [v[0] for v in self.settings.store_variants]
         (width, height, fmt), *predicted = await self._predict(body, names)
-        record = ImageRecord(new_id(), width, height, fmt, len(body), time.time(), clean_title(title))
+        record = ImageRecord(new_id(), width, height, fmt, len(body), time.time(), clean_title(title),
+                             state=PENDING if names else READY)
         record.variants = {n: {"width": w, "height": h, "format": f, "bytes": None}
                            for n, (w, h, f) in zip(names, predicted)}
         if not await self.blobs.put_if_absent(blob_key(record.id, "original", fmt), body):
             raise errors.internal("ID collision")  # 131 random bits: never, in practice
         await self.records.add(record)
         if not names:
-            record.state = READY
-            await self.records.update(record)
             return record
         if background:
             await self.enqueue(record.id)
@@ -176,10 +175,10 @@ class StoreService:
         self.wake()
 
     async def make_variants(self, record: ImageRecord, original: bytes | None = None) -> None:
-        """Every variant from one decode, largest first; then the record says ready."""
+        """Every variant from one decode (largest first: _render_many); then the record says ready."""
         if original is None:
             original = await self._original(record)
-        names = sorted(record.variants, key=lambda n: -record.variants[n]["width"] * record.variants[n]["height"])
+        names = list(record.variants)
         rendered = await self._render_many(record, original, [self.variant_plan(n) for n in names])
         for name, image in zip(names, rendered):
             await self.blobs.put(blob_key(record.id, name, image.format), image.body)
@@ -192,7 +191,7 @@ class StoreService:
     async def run_task(self, job: JobRecord) -> None:
         """The job runner's entry for TASK: a transient failure retries, a last one marks it failed."""
         record = await self.records.get(job.spec.source)
-        if record is None or record.state == READY:
+        if record is None or record.state != PENDING:  # deleted, made, or failed for good already
             return
         try:
             await self.make_variants(record)
