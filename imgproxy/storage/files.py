@@ -141,10 +141,8 @@ class FileStore:
         """A temporary file holding `data` in `path`'s folder (a dot name: _scan removes leftovers)."""
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if self.file_mode is not None:  # files for a web server to read: its folders too, whatever the umask
-            folder = os.path.dirname(path)
-            while folder != self.root and folder.startswith(self.root + os.sep):
+            for folder in self._folders(path):
                 os.chmod(folder, 0o755)
-                folder = os.path.dirname(folder)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".")
         try:
             if self.file_mode is not None:
@@ -191,13 +189,18 @@ class FileStore:
             self._total -= self._sizes.pop(key, 0)
         _remove(path)
         if not self.fan_out:  # the key's own folders: emptied ones go too, up to the root
-            folder = os.path.dirname(path)
-            while folder != self.root and folder.startswith(self.root + os.sep):
+            for folder in self._folders(path):
                 try:
                     os.rmdir(folder)
                 except OSError:  # not empty (or gone): the rest above stays
                     break
-                folder = os.path.dirname(folder)
+
+    def _folders(self, path: str):
+        """The folders holding `path`, innermost first, up to the root (not included)."""
+        folder = os.path.dirname(path)
+        while folder != self.root and folder.startswith(self.root + os.sep):
+            yield folder
+            folder = os.path.dirname(folder)
 
     def _evict(self) -> None:
         while self.max_bytes is not None and self._total > self.max_bytes and self._sizes:
