@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import os
+import signal
 import subprocess
 import sys
+import threading
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
@@ -29,9 +35,74 @@ def source(tmp_path_factory) -> Path:
     return path
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
+# Most tests run the command in this process (a fresh interpreter costs ~0.3 s of CPU per
+# call); a few below run the real `python -m imgproxy.image` end to end.
+
+def cli_process(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    """The real command in a process of its own."""
     return subprocess.run([sys.executable, "-m", "imgproxy.image", *args], cwd=ROOT,
-                          capture_output=True, timeout=60)
+                          input=input, capture_output=True, timeout=60)
+
+
+@dataclass
+class Ran:
+    """What cli() gives back: the fields of subprocess.CompletedProcess that the tests read."""
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+class _ThisThread:
+    """A standard stream that is `own` for the thread that made it, `other` for the rest: the
+    loopback origin's threads print their tracebacks (a fetch cut short) to sys.stderr, which
+    in a real run is not the command's stderr."""
+
+    def __init__(self, own: io.TextIOWrapper, other):
+        self._own, self._other, self._thread = own, other, threading.get_ident()
+
+    def __getattr__(self, name: str):
+        return getattr(self._own if threading.get_ident() == self._thread else self._other, name)
+
+
+def cli(*args: str, input: bytes = b"") -> Ran:
+    """resize.main(args) in this process, as `sys.exit(main())` in imgproxy/image.py runs it:
+    stdin, stdout and stderr are byte streams of its own (stdin holds `input`; none is a
+    terminal), and logging is as in a fresh interpreter, where a record that no handler takes
+    goes to stderr (pytest's own handlers on the root logger would swallow it). The command
+    runs in this thread (asyncio.run for URLs too): its streams are this thread's only."""
+    def stream(data: bytes = b"") -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", write_through=True)
+
+    streams = sys.stdin, sys.stdout, sys.stderr
+    root_handlers = logging.root.handlers[:]
+    stdin, out, err = stream(input), stream(), stream()
+    sys.stdin, sys.stdout, sys.stderr = (_ThisThread(own, other) for own, other in zip((stdin, out, err), streams))
+    logging.root.handlers.clear()
+    try:
+        code = resize.main(list(args))
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = streams
+        logging.root.handlers[:] = root_handlers
+    out.flush()
+    err.flush()
+    return Ran(code, out.buffer.getvalue(), err.buffer.getvalue())
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(monkeypatch, tmp_path):
+    """main() runs in this process: what it changes goes back, and what it must not change is
+    checked. Its NullHandler on the "imgproxy" logger is taken off again; the working directory
+    is a temporary one (every path given is absolute; a stray relative one lands there)."""
+    logger = logging.getLogger("imgproxy")
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    monkeypatch.chdir(tmp_path)
+    environ = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    path = sys.path[:]
+    yield
+    assert {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"} == environ
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+    assert sys.path == path
 
 
 def decoded(body: bytes) -> Image.Image:
@@ -40,11 +111,11 @@ def decoded(body: bytes) -> Image.Image:
     return img
 
 
-# --- as a subprocess ----------------------------------------------------------------
+# --- as a subprocess: the real entry point, end to end -------------------------------
 
 def test_writes_the_image_to_a_file(source, tmp_path):
     out = tmp_path / "out.jpg"
-    done = cli(str(source), "--w", "100", "--h", "80", "--mode", "crop", "-o", str(out))
+    done = cli_process(str(source), "--w", "100", "--h", "80", "--mode", "crop", "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"" and done.stderr == b""
     img = decoded(out.read_bytes())
@@ -52,11 +123,18 @@ def test_writes_the_image_to_a_file(source, tmp_path):
 
 
 def test_writes_the_image_to_stdout(source):
-    done = cli(str(source), "--width=120", "--height=120", "--mode=clip", "--fmt=png")
+    done = cli_process(str(source), "--width=120", "--height=120", "--mode=clip", "--fmt=png")
     assert done.returncode == 0, done.stderr
     img = decoded(done.stdout)
     assert (img.format, img.size) == ("PNG", (120, 80))
 
+
+def test_a_bad_argument_exits_2_with_one_line_from_the_real_command(source):
+    one_line_error(cli_process(str(source), "--w", "10", "--frobnicate"),
+                   "unrecognized arguments: --frobnicate")
+
+
+# --- in process: the same command, run by resize.main ---------------------------------
 
 @pytest.mark.parametrize("args, reason", [
     (["--w", "100", "--mode", "sideways"], "Invalid mode: sideways"),
@@ -145,7 +223,7 @@ def test_urls_are_checked_like_the_servers(capsys):
 
 # --- issue 10, item 13 --------------------------------------------------------------
 
-def one_line_error(done: subprocess.CompletedProcess, *reasons: str) -> str:
+def one_line_error(done: subprocess.CompletedProcess | Ran, *reasons: str) -> str:
     assert done.returncode == 2, (done.returncode, done.stderr)
     assert done.stdout == b""
     lines = done.stderr.decode().splitlines()
@@ -215,20 +293,15 @@ def test_an_unknown_extension_without_fmt_is_an_error(source, tmp_path):
     assert done.returncode == 0 and decoded(out.read_bytes()).format == "PNG"
 
 
-def cli_stdin(data: bytes, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imgproxy.image", *args], cwd=ROOT,
-                          input=data, capture_output=True, timeout=60)
-
-
-def test_dash_reads_stdin_and_writes_stdout(source):
-    done = cli_stdin(source.read_bytes(), "-", "--w", "60", "--fmt", "png", "-o", "-")
+def test_dash_reads_stdin_and_writes_stdout(source):  # the real command: its own stdin and stdout
+    done = cli_process("-", "--w", "60", "--fmt", "png", "-o", "-", input=source.read_bytes())
     assert done.returncode == 0, done.stderr
     img = decoded(done.stdout)
     assert (img.format, img.size) == ("PNG", (60, 40))
 
 
 def test_stdin_is_capped_at_max_source_bytes(source):
-    one_line_error(cli_stdin(source.read_bytes(), "-", "--w", "60", "--set", "max_source_bytes=100"),
+    one_line_error(cli("-", "--w", "60", "--set", "max_source_bytes=100", input=source.read_bytes()),
                    "larger than max_source_bytes")
 
 
