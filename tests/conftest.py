@@ -1,7 +1,18 @@
 from __future__ import annotations
 
+import compileall
+
 import pytest
-from support import Origin, Proxy
+from support import ROOT, Origin, Proxy
+
+
+def pytest_configure(config):
+    # The suite starts some 80 servers, fork servers and CLIs, each importing the package:
+    # with PYTHONDONTWRITEBYTECODE set (as in many containers) every one of them would
+    # compile it from source again. Compile it once, before any starts (xdist's workers
+    # come after this, in the controller).
+    if not hasattr(config, "workerinput"):
+        compileall.compile_dir(ROOT / "imgproxy", quiet=1)
 
 
 @pytest.fixture(scope="session")
