@@ -24,7 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if settings.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from .server.app import StartupError, serve  # imported late: --help and bad flags stay fast
+    from .pool import start_fork_server  # imported late: --help and bad flags stay fast
+    start_fork_server()  # its imports run beside the server's
+    from .server.app import StartupError, serve
     try:
         asyncio.run(serve(settings))
     except StartupError as e:
