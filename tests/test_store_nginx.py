@@ -104,7 +104,7 @@ class Front:
         return len(re.findall(rf"imgproxy\.access: {method} {re.escape(path)} \d{{3}} ", self.server_log()))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def start_front(start_proxy, tmp_path_factory):
     nginx_binary()  # no NGINX is a failure, not a skip
     fronts: list[Nginx] = []
@@ -123,6 +123,13 @@ def start_front(start_proxy, tmp_path_factory):
     yield start
     for nginx in fronts:
         nginx.stop()
+
+
+@pytest.fixture(scope="module")
+def front(start_front) -> Front:
+    """One server and NGINX with the README's block as it is, for the tests that neither stop
+    the server nor edit the block (a start of both costs about a second of CPU)."""
+    return start_front()
 
 
 def assert_from_disk(r: Response, content_type: str, body: bytes) -> None:
@@ -240,8 +247,7 @@ def noise_png(size=(700, 700)) -> bytes:
     return encode(img, "PNG")
 
 
-def test_uploads_deletes_and_records_go_to_the_server(start_front):
-    front = start_front()
+def test_uploads_deletes_and_records_go_to_the_server(front):
     big = noise_png()
     assert len(big) > 1024 * 1024
     image_id = front.upload(big)  # through NGINX: client_max_body_size lets it pass
@@ -252,7 +258,7 @@ def test_uploads_deletes_and_records_go_to_the_server(start_front):
     assert record.status == 200 and record.json["id"] == image_id
     assert record.headers["Cache-Control"] == "no-store"
     listing = front.get("/images", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert listing.status == 200 and [i["id"] for i in listing.json["images"]] == [image_id]
+    assert listing.status == 200 and listing.json["images"][0]["id"] == image_id  # the newest first
     assert_from_server(front.get(f"{base}/120x120"), "image/png")
     assert_from_disk(front.get(f"{base}/120x120"), "image/png", (folder / "120x120.png").read_bytes())
 
@@ -281,9 +287,8 @@ FORMATS = {  # Pillow's name -> (file extension, Content-Type)
 }
 
 
-def test_every_format_is_sent_with_its_type(start_front):
+def test_every_format_is_sent_with_its_type(front):
     """`large` and sizes keep the original's format: one upload per format covers every extension."""
-    front = start_front()
     small = quadrants((320, 214))
     for fmt, (ext, content_type) in FORMATS.items():
         image_id = front.upload(encode(small, fmt))
@@ -304,9 +309,8 @@ SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="300" height="200">'
        b'<rect width="300" height="200" fill="#d01010"/></svg>')
 
 
-def test_an_svg_original_is_sent_as_svg_under_the_csp(start_front):
+def test_an_svg_original_is_sent_as_svg_under_the_csp(front):
     """An SVG original is kept as original.svg; its variants and sizes are PNGs."""
-    front = start_front()
     image_id = front.upload(SVG)
     base, folder = f"/images/{image_id}", front.folder(image_id)
     assert_from_server(front.get(f"{base}/100x100"), "image/png")
