@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "imgproxy"
 
 # Lowest first. A module may import its own layer or lower ones; a prefix names a package.
@@ -64,38 +66,41 @@ def layer(module: str) -> int:
     return best
 
 
-GRAPH = {module_name(p): imports(p) for p in PACKAGE.rglob("*.py")}
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    """Every module's imports; parsed when a test asks (not at collection, in every xdist worker)."""
+    return {module_name(p): imports(p) for p in PACKAGE.rglob("*.py")}
 
 
-def test_every_module_has_a_layer():
-    for module in GRAPH:
+def test_every_module_has_a_layer(graph):
+    for module in graph:
         layer(module)
 
 
-def test_no_import_runs_against_the_flow():
-    upward = [f"{m} -> {t}" for m, targets in GRAPH.items() for t in targets if layer(t) > layer(m)]
+def test_no_import_runs_against_the_flow(graph):
+    upward = [f"{m} -> {t}" for m, targets in graph.items() for t in targets if layer(t) > layer(m)]
     assert not upward
 
 
-def test_no_import_cycle():
+def test_no_import_cycle(graph):
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(module: str, path: list[str]) -> None:
         state[module] = 1
-        for target in sorted(GRAPH.get(module, ())):
+        for target in sorted(graph.get(module, ())):
             if state.get(target) == 1:
                 raise AssertionError("import cycle: " + " -> ".join(path[path.index(target):] + [target]))
             if target not in state:
                 visit(target, path + [target])
         state[module] = 2
 
-    for module in sorted(GRAPH):
+    for module in sorted(graph):
         if module not in state:
             visit(module, [module])
 
 
-def test_the_check_sees_imports():
+def test_the_check_sees_imports(graph):
     # the checker itself: these edges exist in the code
-    assert "imgproxy.render" in GRAPH["imgproxy.delivery.results"]
-    assert "imgproxy.options.values" in GRAPH["imgproxy.config"]
-    assert "imgproxy.config" in GRAPH["imgproxy.options.build"]  # a TYPE_CHECKING import counts
+    assert "imgproxy.render" in graph["imgproxy.delivery.results"]
+    assert "imgproxy.options.values" in graph["imgproxy.config"]
+    assert "imgproxy.config" in graph["imgproxy.options.build"]  # a TYPE_CHECKING import counts
