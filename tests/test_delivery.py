@@ -63,7 +63,7 @@ def test_health_answers_while_every_worker_is_busy(shared_proxy, origin):
     noise = encode(Image.effect_noise((1500, 1500), 64).convert("RGB"), "PNG")
     url = origin.serve("/busy.png", noise, content_type="image/png")
     with ThreadPoolExecutor(2) as ex:
-        busy = ex.submit(p.get, q(url, "w=7000&h=7000&mode=scale&fmt=jpeg&q=50"))
+        busy = ex.submit(p.get, q(url, "w=5000&h=5000&mode=scale&fmt=jpeg&q=50"))
         assert wait_for(lambda: p.get(path="/health").json["workers"]["busy"] == 1)
         started = time.monotonic()
         r = p.get(path="/health")

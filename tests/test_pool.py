@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from support import alive, descendants, encode, quadrants, wait_for, workers_of
 
-# Work that keeps a worker busy for a second or more: upscaling to ~49 MP with Lanczos.
-HEAVY = "w=7000&h=7000&mode=scale&fmt=jpeg&q=50"
+# Work that keeps a worker busy for half a second or more: upscaling to 25 MP with Lanczos
+# (0.7 s on an idle 2-core machine; the tests need it busy for some milliseconds).
+HEAVY = "w=5000&h=5000&mode=scale&fmt=jpeg&q=50"
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_full_queue_answers_503_at_once(shared_proxy, origin, sources):
     p = shared_proxy(*SHORT_QUEUE)
     running = in_background(lambda: p.get(query(sources["heavy"], HEAVY)))
     assert wait_for(lambda: health(p)["workers"]["busy"] == 1)  # the worker is on it
-    waiting = in_background(lambda: p.get(query(sources["heavy"], HEAVY.replace("7000", "6999"))))
+    waiting = in_background(lambda: p.get(query(sources["heavy"], HEAVY.replace("5000", "4999"))))
     assert wait_for(lambda: health(p)["queue"] == 1)  # and the one place in the queue is taken
     hits = origin.hits.get("/light.jpg", 0)
     r = p.get(query(sources["light"], "w=16"))
@@ -112,7 +113,7 @@ def test_few_keepalive_connections_use_every_worker(shared_proxy, sources):
         c.request("GET", "/?" + query(sources["heavy"], extra))
         results.append(c.getresponse().status)
 
-    threads = [threading.Thread(target=run, args=(c, HEAVY.replace("7000", str(6990 + i))))
+    threads = [threading.Thread(target=run, args=(c, HEAVY.replace("5000", str(4990 + i))))
                for i, c in enumerate(conn)]
     for t in threads:
         t.start()
