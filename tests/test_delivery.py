@@ -249,17 +249,29 @@ def own_origin():
     o.stop()
 
 
-def test_file_cache_hit_needs_no_origin(start_proxy, own_origin, tmp_path):
-    p = start_proxy(f"--cache_dir={tmp_path / 'cache'}")
+@pytest.fixture(scope="module")
+def file_cached(shared_proxy, tmp_path_factory):
+    """One proxy with a file cache for the tests below that can share it (their own URLs)."""
+    cache = tmp_path_factory.mktemp("file-cache")
+    return shared_proxy(f"--cache_dir={cache}"), cache
+
+
+def cache_counts(p) -> tuple[float, float]:
+    m = metrics(p)
+    return (sample(m, "imgproxy_cache_requests_total", result="hit"),
+            sample(m, "imgproxy_cache_requests_total", result="miss"))
+
+
+def test_file_cache_hit_needs_no_origin(file_cached, own_origin):
+    p, _ = file_cached
+    hits, misses = cache_counts(p)
     url = own_origin.serve("/cached.jpg", JPEG)
     first = p.get(q(url, "w=40"))
     own_origin.stop()
     hit = p.get(q(url, "w=40"))
     assert hit.status == 200 and hit.body == first.body and hit.headers["ETag"] == first.headers["ETag"]
     assert p.get(q(url, "w=40"), headers={"If-None-Match": first.headers["ETag"]}).status == 304
-    m = metrics(p)
-    assert sample(m, "imgproxy_cache_requests_total", result="hit") == 2
-    assert sample(m, "imgproxy_cache_requests_total", result="miss") == 1
+    assert cache_counts(p) == (hits + 2, misses + 1)
 
 
 def test_file_cache_evicts_least_recently_used_by_size(start_proxy, origin, tmp_path):
@@ -282,12 +294,13 @@ def test_file_cache_evicts_least_recently_used_by_size(start_proxy, origin, tmp_
     assert total <= 60000
 
 
-def test_corrupt_cache_entry_is_ignored_and_rewritten(start_proxy, origin, tmp_path):
-    cache = tmp_path / "corrupt"
-    p = start_proxy(f"--cache_dir={cache}")
+def test_corrupt_cache_entry_is_ignored_and_rewritten(file_cached, origin):
+    p, cache = file_cached
+    files = lambda: {f for f in cache.rglob("*") if f.is_file()}  # noqa: E731
+    earlier = files()
     url = origin.serve("/corrupt.jpg", JPEG)
     good = p.get(q(url, "w=40")).body
-    (entry,) = [f for f in cache.rglob("*") if f.is_file()]
+    (entry,) = files() - earlier
     entry.write_bytes(entry.read_bytes()[:-100])  # truncated, as a crash mid-write would without atomic writes
     before = origin.hits["/corrupt.jpg"]
     again = p.get(q(url, "w=40"))
@@ -298,8 +311,8 @@ def test_corrupt_cache_entry_is_ignored_and_rewritten(start_proxy, origin, tmp_p
 
 
 @pytest.mark.parametrize("cache_flag", [None, "dir"])
-def test_identical_requests_in_flight_are_computed_once(proxy, start_proxy, origin, tmp_path, cache_flag):
-    p = start_proxy(f"--cache_dir={tmp_path / 'co'}") if cache_flag else proxy
+def test_identical_requests_in_flight_are_computed_once(proxy, file_cached, origin, cache_flag):
+    p = file_cached[0] if cache_flag else proxy
     path = f"/coalesce-{cache_flag}.jpg"
     url = origin.serve(path, JPEG, delay=1.0)
     with ThreadPoolExecutor(6) as ex:
