@@ -143,10 +143,14 @@ def s3_backend(moto: Moto) -> Backend:
     return Backend("s3", flags, env, moto, prefix)
 
 
+def files_backend(tmp_path_factory) -> Backend:
+    return Backend("files", (f"--store_dir={tmp_path_factory.mktemp('store')}",), {})
+
+
 @pytest.fixture(scope="module", params=["files", "s3"])
 def backend(request, tmp_path_factory):
     if request.param == "files":
-        return Backend("files", (f"--store_dir={tmp_path_factory.mktemp('store')}",), {})
+        return files_backend(tmp_path_factory)
     return s3_backend(request.getfixturevalue("moto"))
 
 
@@ -374,8 +378,10 @@ def test_delete_removes_everything(server, backend):
     assert backend.keys(image_id) == []
 
 
-def test_browsing_in_upload_order(tmp_path_factory, backend):
-    proxy = start(tmp_path_factory, backend)  # an empty store of its own
+def test_browsing_in_upload_order(tmp_path_factory):
+    # Browsing reads the records alone (SQLite here, Redis in the two-node test below):
+    # the blob backend takes no part, so one backend will do.
+    proxy = start(tmp_path_factory, files_backend(tmp_path_factory))  # an empty store of its own
     try:
         assert call(proxy, "GET", "/images/random").status == 404
         ids = [upload(proxy, png((10 + i, 10)), f"?title=n{i}").json["id"] for i in range(5)]
@@ -401,7 +407,7 @@ def test_browsing_in_upload_order(tmp_path_factory, backend):
 # --- settings --------------------------------------------------------------------------------
 
 def test_restricted_sizes_signatures_and_public_browsing(tmp_path_factory):
-    backend = Backend("files", (f"--store_dir={tmp_path_factory.mktemp('store')}",), {})
+    backend = files_backend(tmp_path_factory)
     proxy = start(tmp_path_factory, backend, "--client_key=k1", "--store_sizes=240x160,75x75!",
                   "--store_public_browsing", "--format=auto")
     try:
@@ -437,7 +443,7 @@ def test_restricted_sizes_signatures_and_public_browsing(tmp_path_factory):
 
 
 def test_signed_reads(tmp_path_factory):
-    backend = Backend("files", (f"--store_dir={tmp_path_factory.mktemp('store')}",), {})
+    backend = files_backend(tmp_path_factory)
     proxy = start(tmp_path_factory, backend, "--client_key=k1", "--store_signed_reads",
                   "--max_upload_bytes=3000000")
     try:
@@ -455,7 +461,10 @@ def test_signed_reads(tmp_path_factory):
         proxy.stop()
 
 
-def test_records_survive_a_restart(tmp_path_factory, backend):
+def test_records_survive_a_restart(tmp_path_factory):
+    # What a restart could lose is the records (S3 blobs read by a server that did not write
+    # them: the two-node test below)
+    backend = files_backend(tmp_path_factory)
     db = tmp_path_factory.mktemp("db") / "store.sqlite3"
     proxy = start(tmp_path_factory, backend, db=str(db))
     image_id = upload(proxy, png()).json["id"]
@@ -542,7 +551,7 @@ def smallest_memory_limit(tmp_path_factory) -> int:
 def test_variants_that_keep_failing_leave_the_original_and_say_failed(tmp_path_factory):
     """A variant whose worker runs out of memory (502, a passing failure) goes to the queue and
     is tried again, job_max_attempts times in all; then the state is failed, and the original stays."""
-    backend = Backend("files", (f"--store_dir={tmp_path_factory.mktemp('store')}",), {})
+    backend = files_backend(tmp_path_factory)
     limit = smallest_memory_limit(tmp_path_factory)  # an idle worker and 128 MiB more
     proxy = start(tmp_path_factory, backend, f"--worker_memory_limit={limit}", "--job_max_attempts=2",
                   "--max_upload_bytes=5000000", "--job_lease_seconds=1")
