@@ -117,8 +117,14 @@ def policy_violations(driver) -> list[str]:
             if "Content Security Policy" in e["message"] or "Refused to" in e["message"]]
 
 
-def test_page_is_public_with_a_policy_of_its_own(start_proxy, tmp_path):
-    proxy = start_proxy(*store_flags(tmp_path))
+@pytest.fixture(scope="module")
+def empty_store(shared_proxy, tmp_path_factory):
+    """A store server that stays empty: for the tests below that upload nothing."""
+    return shared_proxy(*store_flags(tmp_path_factory.mktemp("empty-store")))
+
+
+def test_page_is_public_with_a_policy_of_its_own(empty_store):
+    proxy = empty_store
     page = proxy.get(path="/images/browse")  # no token
     assert page.status == 200
     assert page.headers["Content-Type"] == "text/html; charset=utf-8"
@@ -225,9 +231,9 @@ def test_upload_page_and_view_in_a_browser(browser, start_proxy, tmp_path):
     assert not policy_violations(driver)
 
 
-def test_a_refused_token_is_asked_for_again(browser, start_proxy, tmp_path):
+def test_a_refused_token_is_asked_for_again(browser, empty_store):
     driver = browser
-    proxy = start_proxy(*store_flags(tmp_path))
+    proxy = empty_store
     driver.get_log("browser")
     driver.get(f"http://127.0.0.1:{proxy.port}/images/browse")
     enter_token(driver, "not-the-token")
