@@ -339,6 +339,8 @@ def test_served_images_are_immutable_with_etags_and_head(server, photo):
     etag = r.headers["ETag"]
     again = call(server, "GET", path, headers={"If-None-Match": etag})
     assert again.status == 304 and again.body == b"" and again.headers["ETag"] == etag
+    other = call(server, "GET", path, headers={"If-None-Match": '"another-version"'})
+    assert other.status == 200 and other.body == r.body  # only the client's own ETag is a 304
     head = call(server, "HEAD", path)
     assert head.status == 200 and head.body == b"" and head.headers["Content-Type"] == "image/jpeg"
     assert call(server, "GET", path).body == r.body  # stored: the same bytes every time

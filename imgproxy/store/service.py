@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .. import errors
 from ..delivery.coalesce import Coalescer
+from ..delivery.conditional import etag_matches
 from ..errors import ProxyError
 from ..imaging import encode, svg
 from ..jobs.model import JobRecord, JobSpec
@@ -222,14 +223,14 @@ class StoreService:
 
     async def image(self, record: ImageRecord, name: str, plan: Plan, client_etag: str | None = None) -> Stored | str:
         """A variant, size or rendering stored under `name`: from the store, else made once and
-        stored. The ETag alone (a str) when the client already holds it."""
+        stored. The ETag alone (a str) when the client's If-None-Match names it and it is stored."""
         fmt = plan.save.format or ("PNG" if record.format == "SVG" else record.format)
         if fmt == AUTO:  # negotiation found no format the client takes: one every browser shows
             fmt = "PNG" if record.format in ("PNG", "GIF", "WEBP", "AVIF") else "JPEG"
             plan = dataclasses.replace(plan, save=dataclasses.replace(plan.save, format=fmt))
         key = blob_key(record.id, name, fmt)
         etag = etag_for(key)
-        if client_etag is not None and await self.blobs.head(key) is not None:
+        if etag_matches(client_etag, etag) and await self.blobs.head(key) is not None:
             return etag
         body = await self.blobs.get(key)
         if body is None:
