@@ -10,7 +10,6 @@ from PIL import features
 from .. import __version__, errors, security
 from ..delivery.conditional import NotModified, etag_matches
 from ..delivery.keys import result_key
-from ..delivery.negotiate import choose_format
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..options.build import Options, build_plan, operations
 from ..options.query import parse_query
@@ -50,9 +49,7 @@ class ImageHandler(CountedHandler):
         # Only validated names, as a set: the label takes at most 15 values whatever op= says.
         self.op_label = ",".join(sorted(set(ops)))
         plan = build_plan(options, settings)
-        plan, varies = choose_format(plan, self.request.headers.get("Accept"))
-        if varies:
-            self.set_vary("Accept")
+        plan = self.negotiate(plan)
         key = result_key(source, plan, services.render.imaging)
         client_etag = self.request.headers.get("If-None-Match")
         result = await services.results.get(key, source, plan, client_etag)

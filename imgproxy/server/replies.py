@@ -9,7 +9,9 @@ from typing import Any
 
 import tornado.web
 
+from ..delivery.negotiate import choose_format
 from ..errors import ProxyError
+from ..plan import Plan
 
 log = logging.getLogger("imgproxy.server")
 access_log = logging.getLogger("imgproxy.access")
@@ -38,9 +40,13 @@ class BaseHandler(tornado.web.RequestHandler):
         """No automatic ETag: only images have one (a 304 for /health would hide its state)."""
         return None
 
-    def set_vary(self, header: str) -> None:
-        self.vary = header
-        self.set_header("Vary", header)
+    def negotiate(self, plan: Plan) -> Plan:
+        """The plan with the format this request's Accept decides; Vary: Accept when it does."""
+        plan, varies = choose_format(plan, self.request.headers.get("Accept"))
+        if varies:
+            self.vary = "Accept"
+            self.set_header("Vary", "Accept")
+        return plan
 
     def write_json(self, status: int, body: dict[str, Any]) -> None:
         self.set_status(status)

@@ -13,7 +13,6 @@ import tornado.web
 
 from .. import errors, security
 from ..delivery.conditional import etag_matches
-from ..delivery.negotiate import choose_format
 from ..errors import Code, ProxyError
 from ..options.presets import layered
 from ..options.query import parse_query
@@ -153,10 +152,7 @@ class ImageHandler(StoreHandler):
             return
         if "url" in options:
             raise errors.bad_request(Code.URL, "A stored image is its own source: no url=")
-        plan = store.query_plan(layered(options, settings, options.get("preset") or None))
-        plan, varies = choose_format(plan, self.request.headers.get("Accept"))
-        if varies:
-            self.set_vary("Accept")
+        plan = self.negotiate(store.query_plan(layered(options, settings, options.get("preset") or None)))
         name = "q-" + store.query_name(plan)
         self.send_stored(await store.image(record, name, plan, self.request.headers.get("If-None-Match")))
 
@@ -189,10 +185,7 @@ class StoredImageHandler(StoreHandler):
             self.send_stored(await store.original(record))
             return
         if size is not None:
-            plan = store.size_plan(size)
-            plan, varies = choose_format(plan, self.request.headers.get("Accept"))
-            if varies:
-                self.set_vary("Accept")
+            plan = self.negotiate(store.size_plan(size))
         else:
             plan = store.variant_plan(name)
         self.send_stored(await store.image(record, name, plan, self.request.headers.get("If-None-Match")))
