@@ -132,24 +132,25 @@ def front(start_front) -> Front:
     return start_front()
 
 
-def assert_from_disk(r: Response, content_type: str, body: bytes) -> None:
-    """NGINX sent the stored file itself, with the server's headers."""
+def assert_stored_image(r: Response, content_type: str) -> None:
+    """A stored image's reply, with the server's headers, whoever sent it."""
     assert r.status == 200, (r.status, r.body[:300])
     assert r.headers["Content-Type"] == content_type
     assert r.headers["Cache-Control"] == IMMUTABLE
     for name, value in SAFETY.items():
         assert r.headers.get_all(name) == [value], name
+
+
+def assert_from_disk(r: Response, content_type: str, body: bytes) -> None:
+    """NGINX sent the stored file itself."""
+    assert_stored_image(r, content_type)
     assert NGINX_ETAG.match(r.headers["ETag"]), r.headers["ETag"]
     assert r.headers["Last-Modified"]  # NGINX's; the server sends none
     assert r.body == body
 
 
 def assert_from_server(r: Response, content_type: str) -> None:
-    assert r.status == 200, (r.status, r.body[:300])
-    assert r.headers["Content-Type"] == content_type
-    assert r.headers["Cache-Control"] == IMMUTABLE
-    for name, value in SAFETY.items():
-        assert r.headers.get_all(name) == [value], name
+    assert_stored_image(r, content_type)
     assert SERVER_ETAG.match(r.headers["ETag"]), r.headers["ETag"]
     assert "Last-Modified" not in r.headers
 
