@@ -48,7 +48,7 @@ from bench.throughput import MODES, QUIET, Machine, MachineMeter, wait_quiet  # 
 SETTLE_SECONDS = 2.0
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 ID = "[0-9A-Za-z]"
-EXTENSIONS = ("webp", "jpg", "png", "gif", "avif", "tiff")  # imgproxy.store.records.EXTENSIONS' values
+EXTENSIONS = ("webp", "jpg", "png", "gif", "avif", "tiff")  # imgproxy.imaging.encode.EXTENSIONS' values
 
 # A minimal equivalent of the README's block (not that block): a variant's file when it is
 # there, else imgproxy (a variant not made yet, a size, the JSON, the original, uploads).

@@ -30,9 +30,10 @@ import urllib.request
 from collections import OrderedDict
 from typing import IO, Any, Iterable
 
+from ..imaging.encode import extension
 from ..signature import sign_path
 from .ids import is_id
-from .records import EXTENSIONS, READY, image_path
+from .records import READY, image_path
 from .sizes import is_size, scaled_size
 
 MAX_SLUG = 60  # characters of the title kept in a file name
@@ -250,7 +251,7 @@ def slug(title: str | None) -> str:
 def _file_name(title: str | None, fmt: str) -> str:
     """The optional last segment of a stored image's URL: `/<slug>.<ext>`, or nothing."""
     stem = slug(title)
-    return f"/{stem}.{EXTENSIONS.get(fmt.upper(), fmt.lower())}" if stem else ""
+    return f"/{stem}.{extension(fmt.upper())}" if stem else ""
 
 
 def _check_id(image_id: str) -> None:

@@ -7,12 +7,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..imaging import encode
-
 PENDING, READY, FAILED = "pending", "ready", "failed"
-
-# Pillow format -> file extension (NGINX's mime.types maps these to the right Content-Type)
-EXTENSIONS = {**encode.EXTENSIONS, "SVG": "svg"}
 
 
 @dataclass(slots=True)

@@ -32,7 +32,7 @@ from ..sources.store import SCHEME as STORE_SCHEME
 from ..storage import BlobStore
 from .ids import new_id
 from .metadata import Records
-from .records import EXTENSIONS, FAILED, PENDING, READY, ImageRecord
+from .records import FAILED, PENDING, READY, ImageRecord
 from .sizes import scaled_size
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,7 +59,7 @@ def folder(image_id: str) -> str:
 
 
 def blob_key(image_id: str, name: str, fmt: str) -> str:
-    return f"{folder(image_id)}/{name}.{EXTENSIONS.get(fmt, fmt.lower())}"
+    return f"{folder(image_id)}/{name}.{encode.extension(fmt)}"  # SVG: .svg
 
 
 def etag_for(key: str) -> str:
