@@ -162,10 +162,16 @@ class _Worker:
             pass
 
 
+def _fork_context() -> multiprocessing.context.ForkServerContext:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)  # read only when the fork server starts
+    return context
+
+
 def start_fork_server() -> None:
     """Start the fork server now rather than at the first Pool.start: its imports then
     run beside the caller's own (start-up is that much shorter on two cores or more)."""
-    multiprocessing.get_context("forkserver").set_forkserver_preload(_PRELOAD)
+    _fork_context()
     multiprocessing.forkserver.ensure_running()
 
 
@@ -181,8 +187,7 @@ class Pool:
         self._observe = observe or (lambda stage, seconds: None)
         self.restarts = 0
         self._failures = 0  # tasks in a row whose worker ran out of memory or died
-        self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(_PRELOAD)
+        self._ctx = _fork_context()
         self._workers: list[_Worker] = []
         self._waiting: collections.deque[asyncio.Future] = collections.deque()
         self._closing = False
