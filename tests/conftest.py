@@ -4,7 +4,7 @@ import compileall
 import os
 
 import pytest
-from support import ROOT, Origin, Proxy
+from support import ROOT, Moto, Origin, Proxy
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -27,6 +27,14 @@ def origin():
     o = Origin().start()
     yield o
     o.stop()
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """moto's S3 server (support.Moto), one per module that asks for it."""
+    server = Moto(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,19 +9,12 @@ import itertools
 import os
 
 import pytest
-from support import _FAKE_ENV, BUCKET, REGION, Moto, start_redis, stop_redis
+from support import _FAKE_ENV, BUCKET, REGION, start_redis, stop_redis
 
 from imgproxy.storage import StorageError
 from imgproxy.storage.files import FileStore
 
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    server = Moto(tmp_path_factory.mktemp("moto"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

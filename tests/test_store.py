@@ -127,13 +127,6 @@ class Backend:
         return dict(f[2:].split("=", 1) for f in self.flags)
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    server = Moto(tmp_path_factory.mktemp("moto"))
-    yield server
-    server.stop()
-
-
 def s3_backend(moto: Moto) -> Backend:
     prefix = f"store{next(_prefixes)}"
     key_id, secret = moto.credentials
